@@ -1,0 +1,28 @@
+# One venv for everything; torch is pinned first so pip takes the CPU build quickly.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test lint crds bench
+$(BIN)/llmops: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[all]'
+	touch $@
+
+setup: $(BIN)/llmops
+
+demo: setup  ## the main job: train a tiny model locally, then serve it
+	$(BIN)/llmops local demo
+
+test: setup  ## the whole CPU suite (e2e tests are skipped unless --e2e)
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+crds: setup  ## regenerate manifests/crds from the pydantic models
+	$(BIN)/llmops crds --write manifests/crds

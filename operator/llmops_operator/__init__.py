@@ -1,0 +1,1 @@
+"""llmops.dev API models, CRD generation, the renderer and the kopf operator."""

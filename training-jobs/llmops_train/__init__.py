@@ -1,0 +1,1 @@
+"""The bundled trainer that TrainingJob PyTorchJobs run."""
