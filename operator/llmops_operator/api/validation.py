@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from llmops.storage import parse as parse_location
+from pydantic import BaseModel, ValidationError
 
 from .common import DNS1035, LABEL_VALUE
 from .hardware import EFA_RESOURCE, INSTANCES, family_accelerator
