@@ -46,7 +46,9 @@ def read(paths: Iterable[str]) -> tuple[list[Document], list[Problem]]:
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             at = f"line {mark.line + 1}" if mark else "(yaml)"
-            problems.append(Problem(None, Issue(at, f"invalid YAML: {getattr(e, 'problem', e)}"), source=path))
+            problems.append(
+                Problem(None, Issue(at, f"invalid YAML: {getattr(e, 'problem', e)}"), source=path)
+            )
             continue
         if not bodies:
             problems.append(Problem(None, Issue("(file)", "no documents found"), source=path))

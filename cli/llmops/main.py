@@ -46,8 +46,12 @@ def validate(files: tuple[str, ...]) -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("-o", "--output", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Operator settings file (images, storage class); LLMOPS_* variables apply on top.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Operator settings file (images, storage class); LLMOPS_* variables apply on top.",
+)
 def render(files: tuple[str, ...], fmt: str, config_file: Path | None) -> None:
     """Print the Kubernetes objects the operator would create, exactly."""
     from llmops_operator.config import OperatorConfig
@@ -81,16 +85,28 @@ def render(files: tuple[str, ...], fmt: str, config_file: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--write", "directory", type=click.Path(file_okay=False, path_type=Path),
-              help="Write one file per CRD into this directory instead of printing.")
-@click.option("--check", "check_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Exit 1 if the files in this directory differ from the models.")
+@click.option(
+    "--write",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one file per CRD into this directory instead of printing.",
+)
+@click.option(
+    "--check",
+    "check_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Exit 1 if the files in this directory differ from the models.",
+)
 def crds(directory: Path | None, check_dir: Path | None) -> None:
     """Print (or write, or check) the CustomResourceDefinitions generated from the API models."""
     from llmops_operator.crd import crd_files, write_crds
 
     if check_dir is not None:
-        stale = [n for n, text in crd_files().items() if not (check_dir / n).is_file() or (check_dir / n).read_text() != text]
+        stale = [
+            n
+            for n, text in crd_files().items()
+            if not (check_dir / n).is_file() or (check_dir / n).read_text() != text
+        ]
         if stale:
             click.echo(f"out of date: {', '.join(stale)}; run `llmops crds --write {check_dir}`", err=True)
             sys.exit(1)

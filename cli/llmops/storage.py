@@ -41,7 +41,9 @@ def parse(uri: str) -> Location:
         if uri.startswith(prefix):
             bucket, _, key = uri[len(prefix) :].partition("/")
             if not bucket:
-                raise ValueError(f"{uri!r}: missing {'bucket' if scheme == 's3' else 'claim name'} after {prefix}")
+                raise ValueError(
+                    f"{uri!r}: missing {'bucket' if scheme == 's3' else 'claim name'} after {prefix}"
+                )
             if ".." in key.split("/"):
                 raise ValueError(f"{uri!r}: '..' is not allowed in a {scheme} path")
             return Location(scheme, bucket, key.strip("/"))
@@ -106,7 +108,9 @@ def download_prefix(loc: Location, target: Path, client: Any = None) -> list[Pat
     return written
 
 
-def download_object(client: Any, bucket: str, key: str, dest: Path, size: int, etag: str | None = None) -> Path:
+def download_object(
+    client: Any, bucket: str, key: str, dest: Path, size: int, etag: str | None = None
+) -> Path:
     """Download one object resumably: append to ``dest.part`` from where it stopped, verify, rename."""
     if dest.is_file() and dest.stat().st_size == size:
         return dest

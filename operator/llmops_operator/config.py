@@ -24,7 +24,9 @@ class OperatorConfig(BaseModel):
     server_image: str = "ghcr.io/llmops-dev/llmops-serve:0.1.0"
     vllm_image: str = "vllm/vllm-openai:v0.10.2"
     image_pull_policy: str = "IfNotPresent"
-    storage_class: str | None = Field(None, description="For checkpoint claims that name none; None = cluster default.")
+    storage_class: str | None = Field(
+        None, description="For checkpoint claims that name none; None = cluster default."
+    )
     trainer_cpu: Quantity = "2"
     trainer_memory: Quantity = "8Gi"
     server_cpu: Quantity = "1"

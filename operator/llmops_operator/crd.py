@@ -88,7 +88,9 @@ def _status_schema(model: type) -> dict[str, Any]:
     return schema
 
 
-def _root(spec_model: type, status_model: type, spec_rules: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def _root(
+    spec_model: type, status_model: type, spec_rules: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
     spec = _schema(spec_model)
     if spec_rules:
         spec["x-kubernetes-validations"] = spec_rules

@@ -24,7 +24,9 @@ class ModelSource(ApiModel):
         }
     }
 
-    location: str | None = Field(None, description="Hugging Face model directory: s3://, pvc://claim/path or a path.")
+    location: str | None = Field(
+        None, description="Hugging Face model directory: s3://, pvc://claim/path or a path."
+    )
     from_training_job: str | None = Field(
         None, description="Serve the output of this TrainingJob (same namespace) once it has succeeded."
     )
@@ -40,7 +42,10 @@ class ModelSource(ApiModel):
 class InferenceResources(ApiModel):
     accelerator: Literal["nvidia-gpu", "aws-inferentia", "cpu"] = "cpu"
     accelerators_per_replica: int = Field(
-        1, ge=1, le=64, description="GPUs or Neuron devices per replica; vLLM uses them for tensor parallelism."
+        1,
+        ge=1,
+        le=64,
+        description="GPUs or Neuron devices per replica; vLLM uses them for tensor parallelism.",
     )
     instance_types: list[str] = Field(default_factory=list)
     cpu: Quantity | None = None
@@ -52,7 +57,11 @@ class Replicas(ApiModel):
     """Bounds for the HorizontalPodAutoscaler; ``min`` is also the scale subresource's replicas."""
 
     model_config = ApiModel.model_config | {
-        "json_schema_extra": {"x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min must not exceed max"}]}
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "min must not exceed max"}
+            ]
+        }
     }
 
     min: int = Field(1, ge=0, le=1000)
@@ -70,7 +79,9 @@ class Autoscaling(ApiModel):
         "cpu", description="cpu: average CPU utilisation; requestsInFlight: a per-pod Pods metric."
     )
     target_cpu_utilization: int = Field(80, ge=1, le=100)
-    target_requests_per_pod: int = Field(8, ge=1, description="Average of podsMetric per pod the HPA aims at.")
+    target_requests_per_pod: int = Field(
+        8, ge=1, description="Average of podsMetric per pod the HPA aims at."
+    )
     pods_metric: str = Field(
         "vllm:num_requests_running",
         min_length=1,
@@ -85,8 +96,12 @@ class ServerOptions(ApiModel):
     max_model_len: int | None = Field(None, ge=16)
     quantization: str = Field("none", description="llmops: none|int8; vllm: none|awq|gptq|fp8|bitsandbytes.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    api_key_secret: KeyRef | None = Field(None, description="Secret key holding accepted API keys, one per line.")
-    extra_args: list[str] = Field(default_factory=list, description="Extra command-line flags for the runtime.")
+    api_key_secret: KeyRef | None = Field(
+        None, description="Secret key holding accepted API keys, one per line."
+    )
+    extra_args: list[str] = Field(
+        default_factory=list, description="Extra command-line flags for the runtime."
+    )
 
 
 class InferenceScheduling(ApiModel):
@@ -101,7 +116,10 @@ class DisruptionBudget(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                {"rule": "!(has(self.minAvailable) && has(self.maxUnavailable))", "message": "set one of minAvailable or maxUnavailable"}
+                {
+                    "rule": "!(has(self.minAvailable) && has(self.maxUnavailable))",
+                    "message": "set one of minAvailable or maxUnavailable",
+                }
             ]
         }
     }
@@ -120,7 +138,9 @@ class DisruptionBudget(ApiModel):
 class InferenceEndpointSpec(ApiModel):
     model: ModelSource
     runtime: Literal["llmops", "vllm"] = "llmops"
-    image: str | None = Field(None, description="Server image; the operator's default for the runtime when unset.")
+    image: str | None = Field(
+        None, description="Server image; the operator's default for the runtime when unset."
+    )
     resources: InferenceResources = Field(default_factory=InferenceResources)
     replicas: Replicas = Field(default_factory=Replicas)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)

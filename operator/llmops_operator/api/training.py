@@ -11,7 +11,9 @@ from .presets import PRESETS
 
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 
-_IMMUTABLE = [{"rule": "self == oldSelf", "message": "is immutable once the job exists; create a new TrainingJob"}]
+_IMMUTABLE = [
+    {"rule": "self == oldSelf", "message": "is immutable once the job exists; create a new TrainingJob"}
+]
 
 
 class LoraSpec(ApiModel):
@@ -20,7 +22,9 @@ class LoraSpec(ApiModel):
     rank: int = Field(8, ge=1, le=1024)
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=list, description="Empty means peft's default for the model.")
+    target_modules: list[str] = Field(
+        default_factory=list, description="Empty means peft's default for the model."
+    )
 
 
 class ModelSpec(ApiModel):
@@ -29,7 +33,10 @@ class ModelSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                {"rule": "has(self.preset) != has(self.base)", "message": "set exactly one of preset or base"},
+                {
+                    "rule": "has(self.preset) != has(self.base)",
+                    "message": "set exactly one of preset or base",
+                },
                 {"rule": "!has(self.lora) || has(self.base)", "message": "lora needs a base model"},
                 *_IMMUTABLE,
             ]
@@ -37,7 +44,9 @@ class ModelSpec(ApiModel):
     }
 
     preset: PresetName | None = Field(None, description="Architecture to pre-train from scratch.")
-    base: str | None = Field(None, description="Hugging Face model directory: s3://, pvc://claim/path or a path.")
+    base: str | None = Field(
+        None, description="Hugging Face model directory: s3://, pvc://claim/path or a path."
+    )
     lora: LoraSpec | None = None
 
     @model_validator(mode="after")
@@ -52,7 +61,9 @@ class ModelSpec(ApiModel):
 class DataSpec(ApiModel):
     model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": _IMMUTABLE}}
 
-    train: str = Field(min_length=1, description="File or directory/prefix: s3://, pvc://claim/path or a path.")
+    train: str = Field(
+        min_length=1, description="File or directory/prefix: s3://, pvc://claim/path or a path."
+    )
     validation: str | None = None
     format: Literal["text", "jsonl"] = "text"
     text_field: str = Field("text", min_length=1, description="The JSONL field that holds the text.")
@@ -69,13 +80,19 @@ class EarlyStopping(ApiModel):
 class Hyperparameters(ApiModel):
     model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": _IMMUTABLE}}
 
-    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; training stops at whichever limit comes first.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Optimizer steps; training stops at whichever limit comes first."
+    )
     epochs: float | None = Field(None, gt=0)
-    max_seconds: int | None = Field(None, ge=1, description="Wall-clock budget; a checkpoint is written on stopping.")
+    max_seconds: int | None = Field(
+        None, ge=1, description="Wall-clock budget; a checkpoint is written on stopping."
+    )
     batch_size: int = Field(8, ge=1, le=4096, description="Sequences per device per micro-step.")
     gradient_accumulation: int = Field(1, ge=1, le=1024)
     learning_rate: float = Field(3e-4, gt=0, le=1)
-    min_learning_rate_ratio: float = Field(0.1, ge=0, le=1, description="Cosine floor as a fraction of learningRate.")
+    min_learning_rate_ratio: float = Field(
+        0.1, ge=0, le=1, description="Cosine floor as a fraction of learningRate."
+    )
     warmup_steps: int = Field(100, ge=0)
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, ge=0, description="Max gradient norm; 0 disables clipping.")
@@ -98,11 +115,17 @@ class Resources(ApiModel):
         1, ge=1, le=64, description="GPUs or Neuron devices per node; for cpu, training processes per node."
     )
     nodes: int = Field(1, ge=1, le=1000)
-    instance_types: list[str] = Field(default_factory=list, description="node.kubernetes.io/instance-type values.")
+    instance_types: list[str] = Field(
+        default_factory=list, description="node.kubernetes.io/instance-type values."
+    )
     cpu: Quantity | None = None
     memory: Quantity | None = None
-    efa: bool = Field(False, description="Attach the instance's EFA interfaces and set the NCCL/libfabric env.")
-    efa_devices: int | None = Field(None, ge=1, le=64, description="EFA interfaces per node; default: all the instance has.")
+    efa: bool = Field(
+        False, description="Attach the instance's EFA interfaces and set the NCCL/libfabric env."
+    )
+    efa_devices: int | None = Field(
+        None, ge=1, le=64, description="EFA interfaces per node; default: all the instance has."
+    )
     shm_size: Quantity = Field("16Gi", description="Size limit of the memory-backed /dev/shm.")
 
 
@@ -127,10 +150,14 @@ class CheckpointSpec(ApiModel):
         }
     }
 
-    volume_claim: VolumeClaim | None = Field(None, description="A PersistentVolumeClaim for the operator to create.")
+    volume_claim: VolumeClaim | None = Field(
+        None, description="A PersistentVolumeClaim for the operator to create."
+    )
     existing_claim: str | None = Field(None, min_length=1, max_length=253)
     s3: str | None = Field(None, description="s3:// prefix; a mirror of each checkpoint, or the only store.")
-    interval: int = Field(500, ge=1, description="Steps between checkpoints (one is also written on SIGTERM).")
+    interval: int = Field(
+        500, ge=1, description="Steps between checkpoints (one is also written on SIGTERM)."
+    )
     keep: int = Field(3, ge=1, le=100, description="How many recent checkpoints to keep.")
 
     @model_validator(mode="after")
@@ -143,14 +170,18 @@ class CheckpointSpec(ApiModel):
 class OutputSpec(ApiModel):
     model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": _IMMUTABLE}}
 
-    location: str = Field(min_length=1, description="Where the final Hugging Face model goes: s3://, pvc://claim/path.")
+    location: str = Field(
+        min_length=1, description="Where the final Hugging Face model goes: s3://, pvc://claim/path."
+    )
 
 
 class TrainingScheduling(ApiModel):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list, description="Added to the accelerator's own.")
     priority_class_name: str | None = None
-    gang_scheduler: Literal["none", "volcano"] = Field("none", description="volcano: all pods start together.")
+    gang_scheduler: Literal["none", "volcano"] = Field(
+        "none", description="volcano: all pods start together."
+    )
     queue: str | None = Field(None, description="Kueue LocalQueue name (label kueue.x-k8s.io/queue-name).")
 
 

@@ -75,9 +75,13 @@ def from_pydantic(err: ValidationError) -> list[Issue]:
 def _name_issues(kind: str, name: str) -> Iterator[Issue]:
     limit = MAX_NAME[kind]
     if not DNS1035.match(name):
-        yield Issue("metadata.name", "must be lower-case letters, digits and '-', starting with a letter (DNS-1035)")
+        yield Issue(
+            "metadata.name", "must be lower-case letters, digits and '-', starting with a letter (DNS-1035)"
+        )
     if len(name) > limit:
-        yield Issue("metadata.name", f"is {len(name)} characters; at most {limit} so every derived object name fits")
+        yield Issue(
+            "metadata.name", f"is {len(name)} characters; at most {limit} so every derived object name fits"
+        )
 
 
 def _location_issues(path: str, uri: str | None) -> Iterator[Issue]:
@@ -92,7 +96,9 @@ def _location_issues(path: str, uri: str | None) -> Iterator[Issue]:
         yield Issue(path, f"claim name {loc.bucket!r} is not a valid PersistentVolumeClaim name")
 
 
-def _hardware_issues(path: str, accelerator: str, per_node: int, instance_types: list[str]) -> Iterator[Issue]:
+def _hardware_issues(
+    path: str, accelerator: str, per_node: int, instance_types: list[str]
+) -> Iterator[Issue]:
     for i, itype in enumerate(instance_types):
         field = f"{path}.instanceTypes[{i}]"
         if not LABEL_VALUE.match(itype) or "." not in itype:
@@ -118,22 +124,31 @@ def training_issues(tj: TrainingJob) -> Iterator[Issue]:
     spec = tj.spec
     yield from _name_issues("TrainingJob", tj.metadata.name)
     res = spec.resources
-    yield from _hardware_issues("spec.resources", res.accelerator, res.accelerators_per_node, res.instance_types)
+    yield from _hardware_issues(
+        "spec.resources", res.accelerator, res.accelerators_per_node, res.instance_types
+    )
     if res.efa:
         if res.accelerator == "cpu":
             yield Issue("spec.resources.efa", "EFA needs an accelerator instance; set efa: false for cpu")
         elif res.efa_devices is None:
             known = [INSTANCES[t] for t in res.instance_types if t in INSTANCES]
             if not known:
-                yield Issue("spec.resources.efaDevices", "set it, or list instance types we know, to size the EFA request")
+                yield Issue(
+                    "spec.resources.efaDevices",
+                    "set it, or list instance types we know, to size the EFA request",
+                )
             elif min(k.efa for k in known) == 0:
-                yield Issue("spec.resources.efa", f"{', '.join(res.instance_types)} has no {EFA_RESOURCE} interfaces")
+                yield Issue(
+                    "spec.resources.efa", f"{', '.join(res.instance_types)} has no {EFA_RESOURCE} interfaces"
+                )
     yield from _location_issues("spec.model.base", spec.model.base)
     yield from _location_issues("spec.data.train", spec.data.train)
     yield from _location_issues("spec.data.validation", spec.data.validation)
     yield from _location_issues("spec.output.location", spec.output.location)
     if spec.output.location and parse_location(spec.output.location).scheme == "file":
-        yield Issue("spec.output.location", "a local path is lost with the pod; use s3:// or pvc://claim/path")
+        yield Issue(
+            "spec.output.location", "a local path is lost with the pod; use s3:// or pvc://claim/path"
+        )
     if spec.checkpoint.s3 is not None:
         yield from _location_issues("spec.checkpoint.s3", spec.checkpoint.s3)
         if not spec.checkpoint.s3.startswith("s3://"):
@@ -153,7 +168,9 @@ def inference_issues(ie: InferenceEndpoint) -> Iterator[Issue]:
     spec = ie.spec
     yield from _name_issues("InferenceEndpoint", ie.metadata.name)
     res = spec.resources
-    yield from _hardware_issues("spec.resources", res.accelerator, res.accelerators_per_replica, res.instance_types)
+    yield from _hardware_issues(
+        "spec.resources", res.accelerator, res.accelerators_per_replica, res.instance_types
+    )
     yield from _location_issues("spec.model.location", spec.model.location)
     if spec.model.from_training_job is not None and not DNS1035.match(spec.model.from_training_job):
         yield Issue("spec.model.fromTrainingJob", "must name a TrainingJob (DNS-1035 name)")
@@ -163,9 +180,14 @@ def inference_issues(ie: InferenceEndpoint) -> Iterator[Issue]:
     if spec.runtime == "llmops" and res.accelerator == "aws-inferentia":
         yield Issue("spec.runtime", "aws-inferentia needs runtime vllm with a Neuron image in spec.image")
     if res.accelerator == "aws-inferentia" and not spec.image:
-        yield Issue("spec.image", "aws-inferentia needs a vLLM Neuron image (e.g. a neuronx-distributed-inference build)")
+        yield Issue(
+            "spec.image",
+            "aws-inferentia needs a vLLM Neuron image (e.g. a neuronx-distributed-inference build)",
+        )
     if spec.runtime == "vllm" and res.accelerator == "cpu" and not spec.image:
-        yield Issue("spec.image", "the default vLLM image is CUDA-only; set a CPU vLLM image or use runtime llmops")
+        yield Issue(
+            "spec.image", "the default vLLM image is CUDA-only; set a CPU vLLM image or use runtime llmops"
+        )
     if spec.runtime == "llmops" and res.accelerators_per_replica > 1 and res.accelerator != "cpu":
         yield Issue(
             "spec.resources.acceleratorsPerReplica",

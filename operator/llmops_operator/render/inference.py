@@ -141,7 +141,11 @@ def _probes(ie: InferenceEndpoint, ready_path: str) -> dict[str, Any]:
             "failureThreshold": 60,
             "timeoutSeconds": 5,
         },
-        "readinessProbe": {"httpGet": {**http, "path": ready_path}, "periodSeconds": 5, "failureThreshold": 2},
+        "readinessProbe": {
+            "httpGet": {**http, "path": ready_path},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
         "livenessProbe": {
             "httpGet": {**http, "path": "/health"},
             "periodSeconds": 15,
@@ -224,8 +228,10 @@ def render_inference_endpoint(
         )
     pdb = spec.disruption_budget
     if pdb.enabled and spec.replicas.min >= 2:
-        budget = {"minAvailable": pdb.min_available} if pdb.min_available is not None else {
-            "maxUnavailable": pdb.max_unavailable if pdb.max_unavailable is not None else 1
-        }
+        budget = (
+            {"minAvailable": pdb.min_available}
+            if pdb.min_available is not None
+            else {"maxUnavailable": pdb.max_unavailable if pdb.max_unavailable is not None else 1}
+        )
         objects.append(render_template("inference/pdb.yaml.j2", selector=selector, budget=budget, **common))
     return objects

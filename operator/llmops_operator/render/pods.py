@@ -36,7 +36,9 @@ def labels(kind: str, name: str, app: str, component: str) -> dict[str, str]:
 
 def tolerations(accelerator: str, extra: Iterable[Toleration]) -> list[dict[str, Any]]:
     user = [t.model_dump(by_alias=True, exclude_none=True) for t in extra]
-    return ACCELERATOR_TOLERATIONS[accelerator] + [t for t in user if t not in ACCELERATOR_TOLERATIONS[accelerator]]
+    return ACCELERATOR_TOLERATIONS[accelerator] + [
+        t for t in user if t not in ACCELERATOR_TOLERATIONS[accelerator]
+    ]
 
 
 def node_affinity(instance_types: list[str]) -> dict[str, Any] | None:
@@ -79,6 +81,7 @@ def claim_volumes(names: list[str], pvc_root: str, read_only: bool) -> tuple[lis
     """Volumes and mounts that put each claim at ``<pvc_root>/<claim>``, where llmops.storage looks."""
     volumes = [{"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": n}} for i, n in enumerate(names)]
     mounts = [
-        {"name": f"pvc-{i}", "mountPath": f"{pvc_root}/{n}", "readOnly": read_only} for i, n in enumerate(names)
+        {"name": f"pvc-{i}", "mountPath": f"{pvc_root}/{n}", "readOnly": read_only}
+        for i, n in enumerate(names)
     ]
     return volumes, mounts

@@ -56,9 +56,7 @@ def efa_devices(tj: TrainingJob) -> int:
 
 def _pod(tj: TrainingJob, config: OperatorConfig, n: dict[str, str], image: str) -> dict[str, Any]:
     spec, res = tj.spec, tj.spec.resources
-    checkpoint_claim = (
-        n["checkpoints"] if spec.checkpoint.volume_claim else spec.checkpoint.existing_claim
-    )
+    checkpoint_claim = n["checkpoints"] if spec.checkpoint.volume_claim else spec.checkpoint.existing_claim
     mounted = pods.claims([spec.model.base, spec.data.train, spec.data.validation, spec.output.location])
     claim_vols, claim_mounts = pods.claim_volumes(
         [c for c in mounted if c != checkpoint_claim], config.pvc_root, read_only=False
@@ -123,9 +121,13 @@ def render_training_job(tj: TrainingJob, config: OperatorConfig) -> list[dict[st
     common = {"namespace": ns, "labels": pods.labels(tj.kind, name, "llmops-trainer", "training")}
     objects: list[dict[str, Any]] = []
     if spec.service_account_name is None:
-        objects.append(render_template("training/serviceaccount.yaml.j2", name=n["service_account"], **common))
+        objects.append(
+            render_template("training/serviceaccount.yaml.j2", name=n["service_account"], **common)
+        )
     objects += [
-        render_template("training/configmap-job.yaml.j2", name=n["config"], job_yaml=job_manifest(tj), **common),
+        render_template(
+            "training/configmap-job.yaml.j2", name=n["config"], job_yaml=job_manifest(tj), **common
+        ),
         render_template("training/configmap-progress.yaml.j2", name=n["progress"], **common),
         render_template("training/role.yaml.j2", name=n["role"], configmap=n["progress"], **common),
         render_template(
