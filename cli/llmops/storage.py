@@ -177,3 +177,25 @@ def upload_dir(directory: Path, uri: str, client: Any = None) -> int:
     for p in files:
         upload_file(p, f"{base}/{p.relative_to(directory).as_posix()}", client=client)
     return len(files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m llmops.storage fetch URI DEST``: what an init container runs to stage a model."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m llmops.storage")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser("fetch", help="copy an s3:// prefix (or object) to a local directory")
+    fetch.add_argument("uri")
+    fetch.add_argument("dest", type=Path)
+    args = parser.parse_args(argv)
+    loc = parse(args.uri)
+    if loc.scheme != "s3":
+        parser.error(f"{args.uri}: fetch takes an s3:// location")
+    files = download_prefix(loc, args.dest)
+    print(f"fetched {len(files)} file(s) from {args.uri} to {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

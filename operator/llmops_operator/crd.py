@@ -37,14 +37,13 @@ def structural(node: dict[str, Any]) -> dict[str, Any]:
         if extra.get("x-kubernetes-int-or-string"):
             node.pop("type", None)
             out: dict[str, Any] = {"anyOf": [{"type": "integer"}, {"type": "string"}], **extra}
-            if "description" in node:
-                out["description"] = node["description"]
+            out.update({k: node[k] for k in ("description", "pattern") if k in node})
             return out
         if len(members) == 1:
             inner = members[0]
             inner_extra = {k: inner.pop(k) for k in list(inner) if k.startswith("x-kubernetes-")}
             if inner_extra.get("x-kubernetes-int-or-string"):
-                return structural({**node, "anyOf": inner.get("anyOf", [inner]), **inner_extra, **extra})
+                return structural({**node, **inner, **inner_extra, **extra})
             merged = {**inner, **{k: v for k, v in node.items() if k not in {"default"}}}
             return structural({**merged, **inner_extra, **extra})
         if {m.get("type") for m in members} <= {"integer", "number"}:
@@ -88,12 +87,7 @@ def _status_schema(model: type) -> dict[str, Any]:
     return schema
 
 
-def _root(
-    spec_model: type, status_model: type, spec_rules: list[dict[str, str]] | None = None
-) -> dict[str, Any]:
-    spec = _schema(spec_model)
-    if spec_rules:
-        spec["x-kubernetes-validations"] = spec_rules
+def _root(spec_model: type, status_model: type) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["spec"],
@@ -101,7 +95,7 @@ def _root(
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": spec,
+            "spec": _schema(spec_model),
             "status": _status_schema(status_model),
         },
     }

@@ -97,7 +97,7 @@ def _location_issues(path: str, uri: str | None) -> Iterator[Issue]:
 
 
 def _hardware_issues(
-    path: str, accelerator: str, per_node: int, instance_types: list[str]
+    path: str, accelerator: str, count_field: str, per_node: int, instance_types: list[str]
 ) -> Iterator[Issue]:
     for i, itype in enumerate(instance_types):
         field = f"{path}.instanceTypes[{i}]"
@@ -115,7 +115,7 @@ def _hardware_issues(
         known = INSTANCES.get(itype)
         if known and accelerator != "cpu" and per_node > known.devices:
             yield Issue(
-                f"{path}.{'acceleratorsPerNode' if path.endswith('resources') else 'acceleratorsPerReplica'}",
+                f"{path}.{count_field}",
                 f"{per_node} exceeds the {known.devices} {accelerator} device(s) of {itype}",
             )
 
@@ -125,7 +125,11 @@ def training_issues(tj: TrainingJob) -> Iterator[Issue]:
     yield from _name_issues("TrainingJob", tj.metadata.name)
     res = spec.resources
     yield from _hardware_issues(
-        "spec.resources", res.accelerator, res.accelerators_per_node, res.instance_types
+        "spec.resources",
+        res.accelerator,
+        "acceleratorsPerNode",
+        res.accelerators_per_node,
+        res.instance_types,
     )
     if res.efa:
         if res.accelerator == "cpu":
@@ -149,6 +153,12 @@ def training_issues(tj: TrainingJob) -> Iterator[Issue]:
         yield Issue(
             "spec.output.location", "a local path is lost with the pod; use s3:// or pvc://claim/path"
         )
+    claim = spec.checkpoint.volume_claim
+    if claim is not None and claim.access_mode == "ReadWriteOnce" and res.nodes > 1:
+        yield Issue(
+            "spec.checkpoint.volumeClaim.accessMode",
+            f"ReadWriteOnce cannot be mounted on {res.nodes} nodes; use ReadWriteMany (e.g. FSx for Lustre)",
+        )
     if spec.checkpoint.s3 is not None:
         yield from _location_issues("spec.checkpoint.s3", spec.checkpoint.s3)
         if not spec.checkpoint.s3.startswith("s3://"):
@@ -169,7 +179,11 @@ def inference_issues(ie: InferenceEndpoint) -> Iterator[Issue]:
     yield from _name_issues("InferenceEndpoint", ie.metadata.name)
     res = spec.resources
     yield from _hardware_issues(
-        "spec.resources", res.accelerator, res.accelerators_per_replica, res.instance_types
+        "spec.resources",
+        res.accelerator,
+        "acceleratorsPerReplica",
+        res.accelerators_per_replica,
+        res.instance_types,
     )
     yield from _location_issues("spec.model.location", spec.model.location)
     if spec.model.from_training_job is not None and not DNS1035.match(spec.model.from_training_job):
