@@ -37,7 +37,12 @@ def assert_valid(obj: dict[str, Any], versions: list[str] = VERSIONS) -> None:
     for spec in replicas.values():
         names = [c["name"] for c in spec["template"]["spec"]["containers"]]
         assert "pytorch" in names, "Kubeflow's webhook wants a container named pytorch"
-        template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": spec["template"]}
+        template = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": "t"},
+            "template": spec["template"],
+        }
         for version in versions:
             kubernetes_validate.validate(template, version, strict=True)
     validator = pytorchjob_validator()

@@ -25,10 +25,20 @@ def training_job(**spec: Any) -> dict[str, Any]:
         "resources": {"accelerator": "cpu"},
     }
     base.update(copy.deepcopy(spec))
-    return {"apiVersion": "llmops.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "job"}, "spec": base}
+    return {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "job"},
+        "spec": base,
+    }
 
 
 def endpoint(**spec: Any) -> dict[str, Any]:
     base = {"model": {"location": "pvc://models/out"}}
     base.update(copy.deepcopy(spec))
-    return {"apiVersion": "llmops.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "ep"}, "spec": base}
+    return {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "InferenceEndpoint",
+        "metadata": {"name": "ep"},
+        "spec": base,
+    }

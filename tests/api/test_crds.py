@@ -20,7 +20,9 @@ def test_committed_crds_match_the_models() -> None:
     for name, text in crd_files().items():
         committed = CRD_DIR / name
         assert committed.is_file(), f"{committed} missing: run `llmops crds --write manifests/crds`"
-        assert committed.read_text() == text, f"{committed} is stale: run `llmops crds --write manifests/crds`"
+        assert committed.read_text() == text, (
+            f"{committed} is stale: run `llmops crds --write manifests/crds`"
+        )
 
 
 def nodes(schema: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -75,7 +77,14 @@ def test_names_columns_and_subresources() -> None:
     tj_v, ie_v = tj["spec"]["versions"][0], ie["spec"]["versions"][0]
     assert tj_v["subresources"] == {"status": {}}
     assert ie_v["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas.min"
-    assert [c["name"] for c in tj_v["additionalPrinterColumns"]] == ["Phase", "Shape", "Progress", "Loss", "ETA", "Age"]
+    assert [c["name"] for c in tj_v["additionalPrinterColumns"]] == [
+        "Phase",
+        "Shape",
+        "Progress",
+        "Loss",
+        "ETA",
+        "Age",
+    ]
     assert [c["name"] for c in ie_v["additionalPrinterColumns"]][:2] == ["Ready", "Replicas"]
 
 

@@ -91,10 +91,14 @@ def test_devices_per_node_bounded_by_instance() -> None:
 def test_efa_needs_interfaces() -> None:
     gpu = {"accelerator": "nvidia-gpu", "efa": True}
     assert "spec.resources.efaDevices" in issues(training_job(resources=gpu))
-    assert "no vpc.amazonaws.com/efa" in issues(training_job(resources={**gpu, "instanceTypes": ["g5.xlarge"]}))[
-        "spec.resources.efa"
-    ]
-    assert "EFA needs" in issues(training_job(resources={"accelerator": "cpu", "efa": True}))["spec.resources.efa"]
+    assert (
+        "no vpc.amazonaws.com/efa"
+        in issues(training_job(resources={**gpu, "instanceTypes": ["g5.xlarge"]}))["spec.resources.efa"]
+    )
+    assert (
+        "EFA needs"
+        in issues(training_job(resources={"accelerator": "cpu", "efa": True}))["spec.resources.efa"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,7 +130,9 @@ def test_locations_are_well_formed(uri: str, fragment: str) -> None:
 
 
 def test_output_must_outlive_the_pod() -> None:
-    assert "lost with the pod" in issues(training_job(output={"location": "/tmp/out"}))["spec.output.location"]
+    assert (
+        "lost with the pod" in issues(training_job(output={"location": "/tmp/out"}))["spec.output.location"]
+    )
 
 
 def test_sequence_length_within_preset() -> None:
@@ -143,11 +149,16 @@ def test_rwo_checkpoint_claim_on_many_nodes() -> None:
 
 def test_replicas_ordered_and_quantization_per_runtime() -> None:
     assert "must not exceed" in issues(endpoint(replicas={"min": 3, "max": 2}))["spec.replicas"]
-    assert "runtime llmops supports" in issues(endpoint(server={"quantization": "awq"}))["spec.server.quantization"]
+    assert (
+        "runtime llmops supports"
+        in issues(endpoint(server={"quantization": "awq"}))["spec.server.quantization"]
+    )
     gpu = {"accelerator": "nvidia-gpu"}
     assert api.load(endpoint(runtime="vllm", resources=gpu, server={"quantization": "awq"}))
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    doc = training_job(resources={"accelerator": "cpu", "instanceTypes": ["p5.48xlarge"]}, output={"location": "/x"})
+    doc = training_job(
+        resources={"accelerator": "cpu", "instanceTypes": ["p5.48xlarge"]}, output={"location": "/x"}
+    )
     assert {"spec.resources.instanceTypes[0]", "spec.output.location"} <= set(issues(doc))

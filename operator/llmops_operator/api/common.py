@@ -43,6 +43,25 @@ Quantity = Annotated[
 ]
 
 
+PERCENT_PATTERN = r"^(100|[1-9]?[0-9])%$"
+
+
+def _check_int_or_percent(value: str | int) -> str | int:
+    if isinstance(value, str) and not re.match(PERCENT_PATTERN, value):
+        raise ValueError(f"{value!r} must be a count or a percentage such as 25%")
+    if isinstance(value, int) and value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+# A count or a percentage, as PodDisruptionBudgets and rolling updates take it.
+IntOrPercent = Annotated[
+    int | str,
+    AfterValidator(_check_int_or_percent),
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+]
+
+
 class KeyRef(ApiModel):
     """A key of a Secret or ConfigMap in the resource's namespace."""
 

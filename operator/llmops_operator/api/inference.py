@@ -6,7 +6,17 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .common import API_VERSION, ApiModel, Condition, EnvVar, KeyRef, ObjectMeta, Quantity, Toleration
+from .common import (
+    API_VERSION,
+    ApiModel,
+    Condition,
+    EnvVar,
+    IntOrPercent,
+    KeyRef,
+    ObjectMeta,
+    Quantity,
+    Toleration,
+)
 
 # Quantization each runtime understands: ours does dynamic int8 on CPU; vLLM takes its own methods.
 QUANTIZATION = {"llmops": {"none", "int8"}, "vllm": {"none", "awq", "gptq", "fp8", "bitsandbytes"}}
@@ -125,8 +135,8 @@ class DisruptionBudget(ApiModel):
     }
 
     enabled: bool = Field(True, description="Rendered only when replicas.min is at least 2.")
-    max_unavailable: Quantity | None = None
-    min_available: Quantity | None = None
+    max_unavailable: IntOrPercent | None = None
+    min_available: IntOrPercent | None = None
 
     @model_validator(mode="after")
     def _one(self) -> DisruptionBudget:
