@@ -8,6 +8,7 @@ through the ``j`` filter, so a template cannot forget to encode (a test renders 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -19,8 +20,15 @@ class Encoded(str):
     """Text produced by the ``j`` filter; the only thing ``finalize`` lets into the output."""
 
 
+# Characters YAML reads as line breaks even inside quotes (and folds), or refuses as non-printable;
+# JSON already escapes the C0 controls. Escaping all non-ASCII instead would split emoji into
+# surrogate pairs, which YAML parsers do not recombine.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+
+
 def to_json(value: Any) -> Encoded:
-    return Encoded(json.dumps(value, ensure_ascii=False, sort_keys=False))
+    text = json.dumps(value, ensure_ascii=False, sort_keys=False)
+    return Encoded(_YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _finalize(value: Any) -> str:
