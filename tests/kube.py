@@ -33,7 +33,7 @@ def assert_valid(obj: dict[str, Any], versions: list[str] = VERSIONS) -> None:
             kubernetes_validate.validate(obj, version, strict=True)
         return
     replicas = obj["spec"]["pytorchReplicaSpecs"]
-    assert list(replicas)[0] == "Master" and replicas["Master"]["replicas"] == 1
+    assert next(iter(replicas)) == "Master" and replicas["Master"]["replicas"] == 1
     for spec in replicas.values():
         names = [c["name"] for c in spec["template"]["spec"]["containers"]]
         assert "pytorch" in names, "Kubeflow's webhook wants a container named pytorch"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
 from llmops_operator.api import Issue, Resource, SpecError, TrainingJob, load
 
 

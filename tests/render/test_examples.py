@@ -59,4 +59,6 @@ def test_golden_output(name: str) -> None:
     if os.environ.get("LLMOPS_UPDATE_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(text)
-    assert golden.read_text() == text, f"{golden} differs; if intended, regenerate with LLMOPS_UPDATE_GOLDEN=1"
+    assert golden.read_text() == text, (
+        f"{golden} differs; if intended, regenerate with LLMOPS_UPDATE_GOLDEN=1"
+    )

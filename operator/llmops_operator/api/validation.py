@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from llmops.storage import parse as parse_location
 from pydantic import BaseModel, ValidationError
+
+from llmops.storage import parse as parse_location
 
 from .common import DNS1035, LABEL_VALUE
 from .hardware import EFA_RESOURCE, INSTANCES, family_accelerator
@@ -149,7 +150,7 @@ def training_issues(tj: TrainingJob) -> Iterator[Issue]:
     yield from _location_issues("spec.data.train", spec.data.train)
     yield from _location_issues("spec.data.validation", spec.data.validation)
     yield from _location_issues("spec.output.location", spec.output.location)
-    if spec.output.location and parse_location(spec.output.location).scheme == "file":
+    if "://" not in spec.output.location:
         yield Issue(
             "spec.output.location", "a local path is lost with the pod; use s3:// or pvc://claim/path"
         )
