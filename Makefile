@@ -14,8 +14,9 @@ $(BIN)/llmops: pyproject.toml
 
 setup: $(BIN)/llmops
 
-demo: setup  ## the main job: train a tiny model locally, then serve it
-	$(BIN)/llmops local demo
+demo: setup  ## the main job: validate the examples, render the 2-node p5 training job
+	$(BIN)/llmops validate manifests/examples/*.yaml
+	$(BIN)/llmops render manifests/examples/p5-efa-training.yaml
 
 test: setup  ## the whole CPU suite (e2e tests are skipped unless --e2e)
 	$(BIN)/python -m pytest -q
