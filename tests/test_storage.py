@@ -71,7 +71,12 @@ def test_corrupt_download_is_refused_and_removed(s3, tmp_path: Path) -> None:
     (tmp_path / "f.part").write_bytes(b"XYZ")  # wrong bytes, right prefix length
     with pytest.raises(OSError, match="checksum mismatch"):
         storage.download_object(
-            s3, "llmops-test", "f", tmp_path / "f", size=6, etag=s3.head_object(Bucket="llmops-test", Key="f")["ETag"]
+            s3,
+            "llmops-test",
+            "f",
+            tmp_path / "f",
+            size=6,
+            etag=s3.head_object(Bucket="llmops-test", Key="f")["ETag"],
         )
     assert not (tmp_path / "f").exists() and not (tmp_path / "f.part").exists()
 
