@@ -15,6 +15,7 @@ import yaml
 
 from . import __version__
 from .documents import Problem, parse, read, training_outputs
+from .local import local
 
 
 def _fail(problems: list[Problem]) -> None:
@@ -117,6 +118,8 @@ def crds(directory: Path | None, check_dir: Path | None) -> None:
     else:
         click.echo("---\n".join(crd_files().values()), nl=False)
 
+
+cli.add_command(local)
 
 if __name__ == "__main__":
     cli()
