@@ -44,7 +44,8 @@ class Event:
     """What a sequence reports to its request: text deltas, then one final event."""
 
     text: str = ""
-    finish_reason: str | None = None  # "stop" | "length" | "timeout" | "error"
+    index: int = 0
+    finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error"
     completion_tokens: int = 0
     error: str | None = None
 
@@ -55,8 +56,8 @@ class Sequence:
     params: SamplingParams
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[Event]
+    index: int = 0  # choice index within its request
     request_id: str = "-"
-    deadline: float | None = None
     arrival: float = field(default_factory=time.monotonic)
     output_ids: list[int] = field(default_factory=list)
     cancelled: bool = False
@@ -164,10 +165,6 @@ class Engine:
     @torch.inference_mode()
     def step(self) -> None:
         """One scheduler iteration: drop dead rows, admit + prefill newcomers, one batched decode."""
-        now = time.monotonic()
-        for seq in self.running:
-            if seq.deadline is not None and now > seq.deadline:
-                self._finish(seq, "timeout", error="request timed out")
         self._drop_finished()
         self._admit()
         if self.running:
@@ -318,6 +315,7 @@ class Engine:
     def _emit(self, seq: Sequence, event: Event) -> None:
         if seq.cancelled and event.finish_reason is None:
             return
+        event.index = seq.index
         try:
             seq.loop.call_soon_threadsafe(seq.queue.put_nowait, event)
         except RuntimeError:  # the request's loop is gone
