@@ -39,7 +39,9 @@ class Live:
 
 @contextlib.contextmanager
 def live_server(model: Path, **overrides: object) -> Iterator[Live]:
-    settings = Settings(model=str(model), served_model_name="tiny", host="127.0.0.1", port=free_port(), **overrides)
+    settings = Settings(
+        model=str(model), served_model_name="tiny", host="127.0.0.1", port=free_port(), **overrides
+    )
     app = create_app(settings, load_in_background=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -95,7 +95,9 @@ def test_stop_sequence_and_seed(server):
     c = client(server)
     base = c.completions.create(model="tiny", prompt="Every morning the fox", max_tokens=30, temperature=0)
     word = base.choices[0].text.split()[2]
-    cut = c.completions.create(model="tiny", prompt="Every morning the fox", max_tokens=30, temperature=0, stop=[word])
+    cut = c.completions.create(
+        model="tiny", prompt="Every morning the fox", max_tokens=30, temperature=0, stop=[word]
+    )
     assert cut.choices[0].finish_reason == "stop"
     assert cut.choices[0].text == base.choices[0].text[: base.choices[0].text.index(word)]
     kw = {"model": "tiny", "prompt": "The", "max_tokens": 25, "temperature": 1.0, "seed": 7}
@@ -105,7 +107,9 @@ def test_stop_sequence_and_seed(server):
 
 
 def test_n_choices(server):
-    r = client(server).completions.create(model="tiny", prompt="The", max_tokens=10, temperature=0.9, seed=1, n=3)
+    r = client(server).completions.create(
+        model="tiny", prompt="The", max_tokens=10, temperature=0.9, seed=1, n=3
+    )
     assert sorted(ch.index for ch in r.choices) == [0, 1, 2]
     assert 3 <= r.usage.completion_tokens <= 30
 
@@ -117,7 +121,12 @@ def test_concurrent_streams_equal_sequential(server):
 
     async def one(c: openai.AsyncOpenAI, prompt: str) -> str:
         stream = await c.completions.create(
-            model="tiny", prompt=prompt, max_tokens=48, temperature=0, stream=True, extra_body={"ignore_eos": True}
+            model="tiny",
+            prompt=prompt,
+            max_tokens=48,
+            temperature=0,
+            stream=True,
+            extra_body={"ignore_eos": True},
         )
         return "".join([ch.choices[0].text async for ch in stream if ch.choices])
 
@@ -144,7 +153,11 @@ def test_metrics_move(server):
         "itl": metric(server, "vllm:inter_token_latency_seconds_count"),
     }
     r = client(server).completions.create(
-        model="tiny", prompt="Kubernetes schedules", max_tokens=9, temperature=0.5, extra_body={"ignore_eos": True}
+        model="tiny",
+        prompt="Kubernetes schedules",
+        max_tokens=9,
+        temperature=0.5,
+        extra_body={"ignore_eos": True},
     )
     assert metric(server, "vllm:prompt_tokens_total") - before["prompt"] == r.usage.prompt_tokens
     assert metric(server, "vllm:generation_tokens_total") - before["gen"] == 9
@@ -159,7 +172,10 @@ def test_metrics_move(server):
 
 def test_response_cache(server):
     c = client(server)
-    hits, misses = metric(server, "llmops_response_cache_hits_total"), metric(server, "llmops_response_cache_misses_total")
+    hits, misses = (
+        metric(server, "llmops_response_cache_hits_total"),
+        metric(server, "llmops_response_cache_misses_total"),
+    )
     gen = metric(server, "vllm:generation_tokens_total")
     a = c.completions.create(model="tiny", prompt="A stitch in", max_tokens=12, temperature=0)
     b = c.completions.create(model="tiny", prompt="A stitch in", max_tokens=12, temperature=0)
@@ -173,7 +189,14 @@ def test_response_cache(server):
 
 def test_disconnect_frees_slot(server):
     engine = server.state.engine
-    body = {"model": "tiny", "prompt": "The", "max_tokens": 400, "temperature": 0, "stream": True, "ignore_eos": True}
+    body = {
+        "model": "tiny",
+        "prompt": "The",
+        "max_tokens": 400,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+    }
     with httpx.stream("POST", server.url + "/v1/completions", json=body) as r:
         for line in r.iter_lines():
             if line.startswith("data: {"):
