@@ -89,7 +89,7 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=5,
     )
     server = DrainingServer(config, state, settings.drain_timeout)
-    app.extra["on_load_failure"] = server.fail
+    app.state.on_load_failure = server.fail
     server.run()
     return 1 if state.load_error else 0
 

@@ -193,7 +193,9 @@ def create_app(settings: Settings, *, load_in_background: bool = True) -> FastAP
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if load_in_background:
-            threading.Thread(target=state.load, args=(app.extra.get("on_load_failure"),), daemon=True).start()
+            threading.Thread(
+                target=state.load, args=(getattr(app.state, "on_load_failure", None),), daemon=True
+            ).start()
         else:
             state.load()
         yield

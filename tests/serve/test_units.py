@@ -1,0 +1,93 @@
+"""Pieces without a server: settings precedence, incremental detokenizer, stop strings, int8, Dockerfile."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from llmops_serve import loader
+from llmops_serve.detok import IncrementalDetokenizer, StopChecker
+from llmops_serve.settings import parse_args
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_settings_env_then_flags(monkeypatch, tmp_path):
+    monkeypatch.setenv("LLMOPS_MODEL", "pvc://models/tiny")
+    monkeypatch.setenv("LLMOPS_MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("LLMOPS_QUANTIZE", "int8")
+    monkeypatch.setenv("LLMOPS_API_KEYS", "a, b")
+    monkeypatch.setenv("LLMOPS_LOG_JSON", "true")
+    (tmp_path / "k").write_text("c\n# comment\n\n")
+    s = parse_args(["--max-batch-size", "4", "--api-key-file", str(tmp_path / "k"), "--port", "9000"])
+    assert (s.model, s.max_batch_size, s.quantize, s.port, s.log_json) == (
+        "pvc://models/tiny",
+        4,
+        "int8",
+        9000,
+        True,
+    )
+    assert s.keys() == ["a", "b", "c"]
+    assert s.name == "pvc://models/tiny"
+    with pytest.raises(ValueError):
+        parse_args(["--model", "x", "--quantize", "int4"])
+    flags = [
+        "--model", "m", "--host", "0.0.0.0", "--port", "8000", "--served-model-name", "n",
+        "--max-batch-size", "16",
+        "--max-queue", "256", "--max-model-len", "64", "--max-tokens-cap", "10", "--max-prompt-tokens", "20",
+        "--quantize", "none", "--dtype", "auto", "--drain-timeout", "30", "--request-timeout", "600",
+        "--cache-size", "1024", "--log-json",
+    ]  # fmt: skip
+    assert parse_args(flags).max_prompt_tokens == 20  # the operator's contract, flag for flag
+
+
+def test_incremental_detokenizer_multibyte(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    text = "Café naïve 東京 ünïcödé, 3 apples 🦊!"
+    ids = tok(text)["input_ids"]
+    d = IncrementalDetokenizer(tok)
+    deltas = [d.add(i) for i in ids]
+    assert "".join(deltas) + d.flush() == text
+    assert not any("\ufffd" in x for x in deltas)
+    assert any(x == "" for x in deltas)  # some tokens were partial characters, held back
+
+
+def test_stop_checker_holds_back_prefixes():
+    s = StopChecker(["STOP", "\n\n"])
+    assert s.feed("hello S") == ("hello ", False)
+    assert s.feed("TO") == ("", False)
+    assert s.feed("P and more") == ("", True)
+    assert s.feed("later") == ("", True)
+    s = StopChecker(["STOP"])
+    assert s.feed("ST") == ("", False)
+    assert s.feed("ale", final=True) == ("STale", False)
+
+
+def test_int8_quantization_quality(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    q = loader.quantize_int8(model)
+    assert isinstance(q.model.layers[0].mlp.down_proj, torch.ao.nn.quantized.dynamic.Linear)
+    assert loader.top1_agreement(model, q, tok) >= 0.8
+
+
+def test_dockerfile_paths_and_entrypoint():
+    text = (ROOT / "Dockerfile.serve").read_text()
+    copies = re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)$", text, re.M)
+    assert copies
+    for line in copies:
+        for src in line.split()[:-1]:
+            assert (ROOT / src).exists(), src
+    assert 'ENTRYPOINT ["python", "-m", "llmops_serve"]' in text
+    assert re.search(r"^USER 10001", text, re.M) and "EXPOSE 8000" in text and "HEALTHCHECK" in text
+    assert ".[serve,aws]" in text or ".[aws,serve]" in text
+    env = {"PYTHONPATH": str(ROOT / "inference-service")}
+    out = subprocess.run(
+        [sys.executable, "-m", "llmops_serve", "--help"], env=env, capture_output=True, timeout=120
+    )
+    assert out.returncode == 0 and b"--max-batch-size" in out.stdout
