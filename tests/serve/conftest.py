@@ -65,3 +65,13 @@ def live_server(model: Path, **overrides: object) -> Iterator[Live]:
 def server(tiny_model: Path) -> Iterator[Live]:
     with live_server(tiny_model, max_model_len=512, max_tokens_cap=400) as live:
         yield live
+
+
+def wait_for(cond, timeout: float = 5.0) -> bool:
+    """Poll `cond` (bounded): engine state changes on its own thread, a moment after events are sent."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()

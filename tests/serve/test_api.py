@@ -10,6 +10,8 @@ import openai
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from tests.serve.conftest import wait_for
+
 PROMPTS = [
     "The quick brown",
     "Once upon a time there",
@@ -165,9 +167,9 @@ def test_metrics_move(server):
     assert metric(server, "vllm:time_to_first_token_seconds_count") - before["ttft"] == 1
     assert metric(server, "vllm:e2e_request_latency_seconds_count") - before["e2e"] == 1
     assert metric(server, "vllm:inter_token_latency_seconds_count") - before["itl"] == 8
-    text = httpx.get(server.url + "/metrics").text
     for name in ("vllm:num_requests_running", "vllm:num_requests_waiting"):
-        assert re.search(rf'^{name}{{model_name="tiny"}} 0\.0$', text, re.M), name
+        pattern = rf'^{name}{{model_name="tiny"}} 0\.0$'
+        assert wait_for(lambda n=pattern: re.search(n, httpx.get(server.url + "/metrics").text, re.M)), name
 
 
 def test_response_cache(server):
@@ -201,11 +203,7 @@ def test_disconnect_frees_slot(server):
         for line in r.iter_lines():
             if line.startswith("data: {"):
                 break
-        assert engine.num_running == 1
+        assert wait_for(lambda: engine.num_running == 1)
         steps = engine.steps
-    for _ in range(200):
-        if engine.num_running == 0:
-            break
-        asyncio.run(asyncio.sleep(0.01))
-    assert engine.num_running == 0
+    assert wait_for(lambda: engine.num_running == 0)
     assert engine.steps - steps < 399  # freed long before max_tokens

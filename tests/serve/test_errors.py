@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.serve.conftest import live_server
+from tests.serve.conftest import live_server, wait_for
 
 
 def post(server, body, path="/v1/completions", **kw) -> httpx.Response:
@@ -134,7 +134,7 @@ def test_limits_server(tiny_model, caplog):
         for t in threads:
             t.join(timeout=30)
         assert [r.status_code for r in results] == [200, 200]
-        assert engine.num_running == engine.num_waiting == 0
+        assert wait_for(lambda: engine.num_running == engine.num_waiting == 0)
     logged = caplog.text
     assert "Bearer" not in logged and key not in logged
     assert "POST /v1/completions 429" in logged  # the access log did run
@@ -145,9 +145,5 @@ def test_request_timeout_frees_slot(tiny_model):
         long = {"model": "tiny", "prompt": "The", "max_tokens": 2000, "ignore_eos": True}
         assert_error(post(srv, long), 504, "timeout")
         engine = srv.state.engine
-        for _ in range(100):
-            if engine.num_running == 0:
-                break
-            time.sleep(0.02)
-        assert engine.num_running == 0
+        assert wait_for(lambda: engine.num_running == 0)
         assert post(srv, {"model": "tiny", "prompt": "The", "max_tokens": 3}).status_code == 200
