@@ -204,6 +204,7 @@ def test_disconnect_frees_slot(server):
             if line.startswith("data: {"):
                 break
         assert wait_for(lambda: engine.num_running == 1)
+        assert metric(server, "vllm:num_requests_running", 'model_name="tiny"') == 1  # the HPA signal
         steps = engine.steps
     assert wait_for(lambda: engine.num_running == 0)
     assert engine.steps - steps < 399  # freed long before max_tokens
