@@ -1,0 +1,43 @@
+"""Named model architectures for pre-training from scratch (Llama-style decoders).
+
+One table for the API (which names are valid), the trainer (which config to build) and
+`llmops estimate` (parameter counts and memory). ``tiny`` runs in seconds on a laptop CPU; the
+others follow well-known shapes (GPT-2 small, GPT-2 medium, TinyLlama 1.1B).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+
+    def llama_config(self) -> dict[str, int | bool]:
+        """Keyword arguments for ``transformers.LlamaConfig``."""
+        return {**asdict(self), "tie_word_embeddings": self.hidden_size < 1024}
+
+    @property
+    def parameters(self) -> int:
+        """Parameter count of the Llama decoder this preset builds."""
+        h, n, i, v = self.hidden_size, self.num_hidden_layers, self.intermediate_size, self.vocab_size
+        kv = h * self.num_key_value_heads // self.num_attention_heads
+        per_layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
+        head = 0 if self.llama_config()["tie_word_embeddings"] else v * h
+        return v * h + n * per_layer + h + head
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(64, 2, 4, 4, 256, 1024, 512),
+    "small": Preset(256, 4, 4, 4, 1024, 8192, 1024),
+    "125m": Preset(768, 12, 12, 12, 3072, 32000, 2048),
+    "350m": Preset(1024, 24, 16, 16, 2816, 32000, 2048),
+    "1b": Preset(2048, 22, 32, 4, 5632, 32000, 2048),
+}

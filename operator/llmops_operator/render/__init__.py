@@ -1,0 +1,33 @@
+"""The one renderer: a validated resource in, Kubernetes objects out, in creation order.
+
+The operator, ``llmops render`` and the tests all call :func:`render`, so what the CLI prints is
+exactly what the operator applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api import InferenceEndpoint, Resource, TrainingJob
+from ..config import OperatorConfig
+from .inference import UnresolvedModel, render_inference_endpoint
+from .training import render_training_job
+
+__all__ = ["UnresolvedModel", "output_location", "render"]
+
+
+def render(
+    resource: Resource, config: OperatorConfig | None = None, resolved_model: str | None = None
+) -> list[dict[str, Any]]:
+    """Children of ``resource``. ``resolved_model`` is the output of a ``fromTrainingJob`` source."""
+    config = config or OperatorConfig()
+    if isinstance(resource, TrainingJob):
+        return render_training_job(resource, config)
+    if isinstance(resource, InferenceEndpoint):
+        return render_inference_endpoint(resource, config, resolved_model)
+    raise TypeError(f"cannot render {type(resource).__name__}")
+
+
+def output_location(tj: TrainingJob) -> str:
+    """Where a TrainingJob's final model lands; what a ``fromTrainingJob`` endpoint serves."""
+    return tj.spec.output.location

@@ -1,0 +1,237 @@
+"""InferenceEndpoint → Deployment, Service, HorizontalPodAutoscaler, PodDisruptionBudget.
+
+Runtime ``llmops`` is configured through ``LLMOPS_*`` environment variables (the bundled server
+reads them); runtime ``vllm`` through vLLM's own flags. Both listen on 8000, behind Service port 80.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.inference import InferenceEndpoint
+from ..config import OperatorConfig
+from . import pods
+from .engine import render_template
+
+PORT = 8000
+API_KEY_DIR = "/etc/llmops/secrets"
+PRESTOP_SECONDS = 15  # lets endpoints controllers and load balancers stop routing before the drain
+DRAIN_SECONDS = 30
+
+
+class UnresolvedModel(ValueError):
+    """An endpoint serving a TrainingJob's output before that output is known."""
+
+
+def model_location(ie: InferenceEndpoint, resolved: str | None) -> str:
+    if ie.spec.model.location is not None:
+        return ie.spec.model.location
+    if resolved is None:
+        raise UnresolvedModel(
+            f"spec.model.fromTrainingJob: TrainingJob {ie.spec.model.from_training_job!r} has no output yet"
+        )
+    return resolved
+
+
+def _fetch_init(location: str, image: str, pull_policy: str) -> list[dict[str, Any]]:
+    """vLLM cannot read s3:// itself: download into the shared /model volume first."""
+    if not location.startswith("s3://"):
+        return []
+    return [
+        {
+            "name": "fetch-model",
+            "image": image,
+            "imagePullPolicy": pull_policy,
+            "command": ["python", "-m", "llmops.storage", "fetch", location, "/model"],
+            "env": [{"name": "HOME", "value": "/tmp"}],
+        }
+    ]
+
+
+def _container(ie: InferenceEndpoint, config: OperatorConfig, location: str) -> dict[str, Any]:
+    spec, server = ie.spec, ie.spec.server
+    served = spec.model.name or ie.metadata.name
+    key_file = f"{API_KEY_DIR}/{server.api_key_secret.key}" if server.api_key_secret else None
+    if spec.runtime == "llmops":
+        ours: dict[str, Any] = {
+            "LLMOPS_MODEL": location,
+            "LLMOPS_SERVED_MODEL_NAME": served,
+            "LLMOPS_PORT": PORT,
+            "LLMOPS_MAX_BATCH_SIZE": server.max_batch_size,
+            "LLMOPS_MAX_QUEUE": server.max_queue,
+            "LLMOPS_MAX_MODEL_LEN": server.max_model_len,
+            "LLMOPS_QUANTIZE": server.quantization,
+            "LLMOPS_DTYPE": server.dtype,
+            "LLMOPS_API_KEY_FILE": key_file,
+            "LLMOPS_DRAIN_TIMEOUT": DRAIN_SECONDS,
+            "LLMOPS_PVC_ROOT": config.pvc_root,
+            "LLMOPS_CACHE_DIR": "/cache",
+            "LLMOPS_LOG_JSON": "true",
+            "HOME": "/tmp",
+        }
+        return {
+            "image": spec.image or config.server_image,
+            "command": ["python", "-m", "llmops_serve"],
+            "args": server.extra_args,
+            "env": pods.env(ours, spec.env),
+            "ready_path": "/ready",
+        }
+    path = "/model" if location.startswith("s3://") else _local(location, config)
+    args = ["--model", path, "--served-model-name", served, "--port", str(PORT)]
+    args += ["--tensor-parallel-size", str(spec.resources.accelerators_per_replica)]
+    args += ["--max-num-seqs", str(server.max_batch_size), "--dtype", server.dtype]
+    if server.max_model_len:
+        args += ["--max-model-len", str(server.max_model_len)]
+    if server.quantization != "none":
+        args += ["--quantization", server.quantization]
+    env = pods.env({"HOME": "/tmp", "XDG_CACHE_HOME": "/cache", "HF_HUB_OFFLINE": "1"}, spec.env)
+    if server.api_key_secret:  # vLLM reads one key from VLLM_API_KEY
+        ref = server.api_key_secret.model_dump(by_alias=True)
+        env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": ref}})
+    return {
+        "image": spec.image or config.vllm_image,
+        "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+        "args": args + server.extra_args,
+        "env": env,
+        "ready_path": "/health",
+    }
+
+
+def _local(location: str, config: OperatorConfig) -> str:
+    if location.startswith("pvc://"):
+        return f"{config.pvc_root}/{location.removeprefix('pvc://')}"
+    return location
+
+
+def _affinity(ie: InferenceEndpoint, selector: dict[str, str]) -> dict[str, Any]:
+    term = {"labelSelector": {"matchLabels": selector}, "topologyKey": "kubernetes.io/hostname"}
+    if ie.spec.scheduling.anti_affinity == "required":
+        anti = {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    else:
+        anti = {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}
+    affinity: dict[str, Any] = {"podAntiAffinity": anti}
+    node = pods.node_affinity(ie.spec.resources.instance_types)
+    if node:
+        affinity["nodeAffinity"] = node
+    return affinity
+
+
+def _spread(ie: InferenceEndpoint, selector: dict[str, str]) -> list[dict[str, Any]]:
+    mode = ie.spec.scheduling.zone_spread
+    if mode == "none":
+        return []
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule" if mode == "required" else "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector},
+        }
+    ]
+
+
+def _probes(ie: InferenceEndpoint, ready_path: str) -> dict[str, Any]:
+    """Startup allows slow loads (KServe's vLLM runtime uses 60 x 30 s); liveness only after it."""
+    slow = ie.spec.runtime == "vllm" or ie.spec.resources.accelerator != "cpu"
+    http = {"port": "http"}
+    return {
+        "startupProbe": {
+            "httpGet": {**http, "path": "/health"},
+            "periodSeconds": 30 if slow else 10,
+            "failureThreshold": 60,
+            "timeoutSeconds": 5,
+        },
+        "readinessProbe": {
+            "httpGet": {**http, "path": ready_path},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {**http, "path": "/health"},
+            "periodSeconds": 15,
+            "failureThreshold": 4,
+            "timeoutSeconds": 5,
+        },
+    }
+
+
+def _hpa_metric(ie: InferenceEndpoint) -> dict[str, Any]:
+    auto = ie.spec.autoscaling
+    if auto.metric == "cpu":
+        target = {"type": "Utilization", "averageUtilization": auto.target_cpu_utilization}
+        return {"type": "Resource", "resource": {"name": "cpu", "target": target}}
+    target = {"type": "AverageValue", "averageValue": str(auto.target_requests_per_pod)}
+    return {"type": "Pods", "pods": {"metric": {"name": auto.pods_metric}, "target": target}}
+
+
+def render_inference_endpoint(
+    ie: InferenceEndpoint, config: OperatorConfig, resolved_model: str | None = None
+) -> list[dict[str, Any]]:
+    spec, name, ns = ie.spec, ie.metadata.name, ie.metadata.namespace
+    location = model_location(ie, resolved_model)
+    labels = pods.labels(ie.kind, name, "llmops-server", "inference")
+    selector = {k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+    container = _container(ie, config, location)
+    res = spec.resources
+    claim_vols, claim_mounts = pods.claim_volumes(pods.claims([location]), config.pvc_root, read_only=True)
+    autoscaled = spec.replicas.max > spec.replicas.min
+    common = {"name": name, "namespace": ns, "labels": labels}
+    objects = [
+        render_template(
+            "inference/deployment.yaml.j2",
+            # With an HPA the Deployment leaves replicas unset, so re-applying it never undoes a scale.
+            replicas=None if autoscaled else spec.replicas.min,
+            selector=selector,
+            service_account=spec.service_account_name,
+            image=container["image"],
+            pull_policy=config.image_pull_policy,
+            command=container["command"],
+            args=container["args"],
+            env=container["env"],
+            port=PORT,
+            probes=_probes(ie, container["ready_path"]),
+            prestop_seconds=PRESTOP_SECONDS,
+            grace_seconds=PRESTOP_SECONDS + DRAIN_SECONDS + 15,
+            resources=pods.resources(
+                res.accelerator,
+                res.accelerators_per_replica,
+                res.cpu or config.server_cpu,
+                res.memory or config.server_memory,
+            ),
+            init_containers=_fetch_init(location, config.server_image, config.image_pull_policy)
+            if spec.runtime == "vllm"
+            else [],
+            api_key_secret=spec.server.api_key_secret.name if spec.server.api_key_secret else None,
+            api_key_dir=API_KEY_DIR,
+            claim_volumes=claim_vols,
+            claim_mounts=claim_mounts,
+            shm_size=str(res.shm_size),
+            affinity=_affinity(ie, selector),
+            spread=_spread(ie, selector),
+            node_selector=spec.scheduling.node_selector,
+            tolerations=pods.tolerations(res.accelerator, spec.scheduling.tolerations),
+            priority_class=spec.scheduling.priority_class_name,
+            **common,
+        ),
+        render_template("inference/service.yaml.j2", selector=selector, port=PORT, **common),
+    ]
+    if autoscaled:
+        objects.append(
+            render_template(
+                "inference/hpa.yaml.j2",
+                min_replicas=spec.replicas.min,
+                max_replicas=spec.replicas.max,
+                metric=_hpa_metric(ie),
+                stabilization=spec.autoscaling.scale_down_stabilization_seconds,
+                **common,
+            )
+        )
+    pdb = spec.disruption_budget
+    if pdb.enabled and spec.replicas.min >= 2:
+        budget = (
+            {"minAvailable": pdb.min_available}
+            if pdb.min_available is not None
+            else {"maxUnavailable": pdb.max_unavailable if pdb.max_unavailable is not None else 1}
+        )
+        objects.append(render_template("inference/pdb.yaml.j2", selector=selector, budget=budget, **common))
+    return objects

@@ -1,0 +1,87 @@
+"""Pod-level decisions both kinds share: labels, accelerator resources, placement, claim mounts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from llmops.storage import parse
+
+from ..api.common import EnvVar, Toleration
+from ..api.hardware import EFA_RESOURCE, RESOURCE_NAMES
+
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+# Taints on accelerator nodes differ between blueprints (key only, or key=true); Exists covers both.
+ACCELERATOR_TOLERATIONS = {
+    "nvidia-gpu": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "aws-trainium": [{"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"}],
+    "aws-inferentia": [{"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"}],
+    "cpu": [],
+}
+PART_OF = "llmops"
+MANAGED_BY = "llmops-operator"
+
+
+def labels(kind: str, name: str, app: str, component: str) -> dict[str, str]:
+    """Standard app.kubernetes.io labels plus ours, which the operator's child watches select on."""
+    return {
+        "app.kubernetes.io/name": app,
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        f"llmops.dev/{kind.lower()}": name,
+    }
+
+
+def tolerations(accelerator: str, extra: Iterable[Toleration]) -> list[dict[str, Any]]:
+    user = [t.model_dump(by_alias=True, exclude_none=True) for t in extra]
+    return ACCELERATOR_TOLERATIONS[accelerator] + [
+        t for t in user if t not in ACCELERATOR_TOLERATIONS[accelerator]
+    ]
+
+
+def node_affinity(instance_types: list[str]) -> dict[str, Any] | None:
+    if not instance_types:
+        return None
+    term = {"matchExpressions": [{"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": instance_types}]}
+    return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+
+
+def resources(
+    accelerator: str, devices: int, cpu: Any, memory: Any, efa: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Requests and limits; device resources must have requests equal to limits."""
+    requests: dict[str, Any] = {"cpu": str(cpu), "memory": str(memory)}
+    limits: dict[str, Any] = {"memory": str(memory)}
+    if accelerator != "cpu":
+        requests[RESOURCE_NAMES[accelerator]] = limits[RESOURCE_NAMES[accelerator]] = devices
+    if efa:
+        requests[EFA_RESOURCE] = limits[EFA_RESOURCE] = efa
+    return {"requests": requests, "limits": limits}
+
+
+def env(values: dict[str, str | int | None], user: Iterable[EnvVar] = ()) -> list[dict[str, Any]]:
+    """Our variables first (unset ones dropped), then the user's, which may not override ours."""
+    ours = [{"name": k, "value": str(v)} for k, v in values.items() if v is not None]
+    taken = {e["name"] for e in ours}
+    return ours + [e.model_dump(by_alias=True, exclude_none=True) for e in user if e.name not in taken]
+
+
+def claims(uris: Iterable[str | None]) -> list[str]:
+    """The PersistentVolumeClaims named by pvc:// URIs, each once, in first-seen order."""
+    seen: dict[str, None] = {}
+    for uri in uris:
+        if uri and uri.startswith("pvc://"):
+            seen.setdefault(parse(uri).bucket)
+    return list(seen)
+
+
+def claim_volumes(names: list[str], pvc_root: str, read_only: bool) -> tuple[list[dict], list[dict]]:
+    """Volumes and mounts that put each claim at ``<pvc_root>/<claim>``, where llmops.storage looks."""
+    volumes = [{"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": n}} for i, n in enumerate(names)]
+    mounts = [
+        {"name": f"pvc-{i}", "mountPath": f"{pvc_root}/{n}", "readOnly": read_only}
+        for i, n in enumerate(names)
+    ]
+    return volumes, mounts
