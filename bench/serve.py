@@ -31,9 +31,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "inference-service"), str(ROOT)]
 
-from llmops_serve import loader  # noqa: E402
-
 from bench.serve_tiny import TEXT, build_tiny_model  # noqa: E402
+from llmops_serve import loader  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -23,9 +23,8 @@ PROBE = "The quick brown fox jumps over the lazy dog. Kubernetes schedules pods 
 
 
 def resolve_location(location: str, cache_dir: Path | None = None) -> Path:
-    if "://" not in location:
-        return Path(location)
-    from llmops import storage  # shared resolver: pvc:// under $LLMOPS_PVC_ROOT, s3:// via boto3
+    """Local path for LOCATION: as is, under $LLMOPS_PVC_ROOT for pvc://, downloaded for s3://."""
+    from llmops import storage
 
     return storage.resolve(location, cache_dir=cache_dir)
 

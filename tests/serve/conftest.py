@@ -13,10 +13,10 @@ import httpx
 import pytest
 import torch
 import uvicorn
-from llmops_serve.api import State, create_app
-from llmops_serve.settings import Settings
 
 from bench.serve_tiny import build_tiny_model
+from llmops_serve.api import State, create_app
+from llmops_serve.settings import Settings
 
 torch.set_num_threads(1)  # two shared cores: keep each test process to one
 

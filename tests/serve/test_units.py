@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from llmops_serve import loader
 from llmops_serve.detok import IncrementalDetokenizer, StopChecker
 from llmops_serve.settings import parse_args
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,3 +92,23 @@ def test_dockerfile_paths_and_entrypoint():
         [sys.executable, "-m", "llmops_serve", "--help"], env=env, capture_output=True, timeout=120
     )
     assert out.returncode == 0 and b"--max-batch-size" in out.stdout
+
+
+def test_model_locations_pvc_and_s3(tiny_model, tmp_path, monkeypatch):
+    """pvc:// resolves under $LLMOPS_PVC_ROOT; s3:// is downloaded (moto) into the cache dir and loads."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("LLMOPS_PVC_ROOT", str(tiny_model.parent))
+    assert loader.resolve_location(f"pvc://{tiny_model.name}") == tiny_model
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models")
+        for f in tiny_model.iterdir():
+            s3.upload_file(str(f), "models", f"tiny/{f.name}")
+        model, tok = loader.load("s3://models/tiny", cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache" / "s3" / "models" / "tiny" / "model.safetensors").is_file()
+    assert tok("fox")["input_ids"] and model.config.hidden_size == 64
