@@ -104,6 +104,7 @@ class Engine:
         self.mask: torch.Tensor | None = None  # [B, cache_len], 0 on left padding
         self.lengths: list[int] = []  # real tokens in the cache per row
         self.steps = 0
+        self._outbox: dict[asyncio.AbstractEventLoop, list[tuple[Sequence, Event]]] = {}
         self._cv = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="llmops-engine", daemon=True)
@@ -155,6 +156,7 @@ class Engine:
                 for seq in [*self.running, *self._drain_waiting()]:
                     self._finish(seq, "error", error=f"engine error: {exc}")
                 self._reset_batch()
+                self._flush()
 
     def _drain_waiting(self) -> list[Sequence]:
         with self._cv:
@@ -167,9 +169,11 @@ class Engine:
         """One scheduler iteration: drop dead rows, admit + prefill newcomers, one batched decode."""
         self._drop_finished()
         self._admit()
+        self._flush()  # first tokens out before the decode step
         if self.running:
             self._decode()
         self._drop_finished()
+        self._flush()
         self.steps += 1
 
     def _admit(self) -> None:
@@ -316,10 +320,17 @@ class Engine:
         if seq.cancelled and event.finish_reason is None:
             return
         event.index = seq.index
-        try:
-            seq.loop.call_soon_threadsafe(seq.queue.put_nowait, event)
-        except RuntimeError:  # the request's loop is gone
-            seq.cancelled = True
+        self._outbox.setdefault(seq.loop, []).append((seq, event))
+
+    def _flush(self) -> None:
+        """Hand a step's events to each event loop in ONE thread-safe call (one wake-up per step)."""
+        outbox, self._outbox = self._outbox, {}
+        for loop, items in outbox.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # the requests' loop is gone
+                for seq, _ in items:
+                    seq.cancelled = True
 
     def _drop_finished(self) -> None:
         for seq in self.running:
@@ -351,6 +362,11 @@ class Engine:
         if self.metrics:
             self.metrics.running.labels(self.model_name).set(len(self.running))
             self.metrics.waiting.labels(self.model_name).set(len(self.waiting))
+
+
+def _deliver(items: list[tuple[Sequence, Event]]) -> None:
+    for seq, event in items:
+        seq.queue.put_nowait(event)
 
 
 def _pad_left(t: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:

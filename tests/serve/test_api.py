@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import httpx
 import openai
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.serve.conftest import wait_for
+from tests.serve.conftest import live_server, wait_for
 
 PROMPTS = [
     "The quick brown",
@@ -189,22 +190,20 @@ def test_response_cache(server):
     assert metric(server, "llmops_response_cache_hits_total") == hits + 1
 
 
-def test_disconnect_frees_slot(server):
-    engine = server.state.engine
-    body = {
-        "model": "tiny",
-        "prompt": "The",
-        "max_tokens": 400,
-        "temperature": 0,
-        "stream": True,
-        "ignore_eos": True,
-    }
-    with httpx.stream("POST", server.url + "/v1/completions", json=body) as r:
-        for line in r.iter_lines():
-            if line.startswith("data: {"):
-                break
-        assert wait_for(lambda: engine.num_running == 1)
-        assert metric(server, "vllm:num_requests_running", 'model_name="tiny"') == 1  # the HPA signal
-        steps = engine.steps
-    assert wait_for(lambda: engine.num_running == 0)
-    assert engine.steps - steps < 399  # freed long before max_tokens
+def test_disconnect_frees_slot(tiny_model):
+    with live_server(tiny_model) as server:
+        engine = server.state.engine
+        body = {"model": "tiny", "prompt": "The", "max_tokens": 2000, "stream": True, "ignore_eos": True}
+        with httpx.stream("POST", server.url + "/v1/completions", json=body) as r:
+            lines = r.iter_lines()  # kept open: leaving the loop early would close the connection
+            while not next(lines).startswith("data: {"):
+                pass
+            assert wait_for(lambda: engine.num_running == 1)
+            assert metric(server, "vllm:num_requests_running", 'model_name="tiny"') == 1  # the HPA signal
+            steps = engine.steps
+            time.sleep(0.2)
+            assert engine.num_running == 1 and engine.steps > steps  # still generating while connected
+            steps = engine.steps
+        assert wait_for(lambda: engine.num_running == 0)
+        assert engine.steps - steps < 1999  # freed long before max_tokens
+        assert metric(server, "vllm:num_requests_running", 'model_name="tiny"') == 0
