@@ -474,19 +474,29 @@ async def _stream(
             for k in range(len(seqs)):
                 yield frame([choice(k, "", None, role=True)])
         done, completion = 0, 0
+        held: Event | None = None
         while done < len(seqs):
             left = deadline - loop.time()
             if left <= 0:
                 yield f"data: {json.dumps(error_body('request timed out', 'timeout', 'timeout'))}\n\n"
                 return
-            try:
-                ev = await asyncio.wait_for(queue.get(), timeout=min(left, KEEPALIVE_S))
-            except asyncio.TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
+            if held is not None:
+                ev, held = held, None
+            else:
+                try:
+                    ev = await asyncio.wait_for(queue.get(), timeout=min(left, KEEPALIVE_S))
+                except asyncio.TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
             if ev.error:
                 yield f"data: {json.dumps(error_body(ev.error, 'internal_error', 'engine_error'))}\n\n"
                 return
+            while ev.finish_reason is None and not queue.empty():  # we fell behind: one frame, not many
+                nxt = queue.get_nowait()
+                if nxt.index != ev.index or nxt.error:
+                    held = nxt
+                    break
+                ev = Event(ev.text + nxt.text, ev.index, nxt.finish_reason, nxt.completion_tokens)
             if ev.finish_reason is not None:
                 done, completion = done + 1, completion + ev.completion_tokens
             if ev.text or ev.finish_reason is not None:

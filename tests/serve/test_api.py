@@ -51,16 +51,16 @@ def test_completion_matches_hf_generate(server, tiny_model):
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     ids = tok("Once upon a time", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
-        ref = model.generate(ids, max_new_tokens=40, do_sample=False, eos_token_id=None, pad_token_id=0)
+        ref = model.generate(ids, max_new_tokens=150, do_sample=False, eos_token_id=None, pad_token_id=0)
     expected = tok.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)
     r = client(server).completions.create(
-        model="tiny", prompt="Once upon a time", max_tokens=40, temperature=0, extra_body={"ignore_eos": True}
+        model="tiny", prompt="Once upon a time", max_tokens=150, temperature=0, extra_body={"ignore_eos": True}
     )
     assert r.choices[0].text == expected
     assert r.choices[0].finish_reason == "length"
     assert r.usage.prompt_tokens == ids.shape[1]
-    assert r.usage.completion_tokens == 40
-    assert r.usage.total_tokens == ids.shape[1] + 40
+    assert r.usage.completion_tokens == 150
+    assert r.usage.total_tokens == ids.shape[1] + 150
 
 
 def test_chat_and_streaming_with_usage(server):

@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmops_serve import loader
 from llmops_serve.detok import IncrementalDetokenizer, StopChecker
+from llmops_serve.engine import GrowingLayer
 from llmops_serve.settings import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,3 +113,18 @@ def test_model_locations_pvc_and_s3(tiny_model, tmp_path, monkeypatch):
         model, tok = loader.load("s3://models/tiny", cache_dir=tmp_path / "cache")
     assert (tmp_path / "cache" / "s3" / "models" / "tiny" / "model.safetensors").is_file()
     assert tok("fox")["input_ids"] and model.config.hidden_size == 64
+
+
+def test_growing_kv_layer_matches_concatenation():
+    torch.manual_seed(0)
+    k, v = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4)
+    layer = GrowingLayer(k, v, spare=2)
+    for _ in range(9):  # past the spare capacity twice
+        nk, nv = torch.randn(3, 2, 1, 4), torch.randn(3, 2, 1, 4)
+        keys, values = layer.update(nk, nv)
+        k, v = torch.cat([k, nk], 2), torch.cat([v, nv], 2)
+        assert torch.equal(keys, k) and torch.equal(values, v)
+    layer.batch_select_indices(torch.tensor([0, 2]))
+    assert torch.equal(layer.keys, k[[0, 2]]) and layer.get_seq_length() == 14
+    keys, _ = layer.update(torch.ones(2, 2, 1, 4), torch.ones(2, 2, 1, 4))
+    assert torch.equal(keys[:, :, :14], k[[0, 2]]) and keys.shape[2] == 15
