@@ -109,46 +109,47 @@ def start_server(cmd: list[str], port: int, env: dict) -> subprocess.Popen:
 
 
 def serving(model_dir: Path, args: argparse.Namespace) -> list[dict]:
+    """Both servers up at once; each level runs ours then the baseline back to back, best of repeats.
+
+    The machine is shared, so interleaving keeps background load from favouring either server, and
+    the best of a few repeats filters out bursts of other people's work.
+    """
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     ids = tok(TEXT * 4)["input_ids"]
     prompts_all = [tok.decode(ids[i : i + args.prompt_len]) for i in range(0, len(ids) - args.prompt_len, 7)]
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'inference-service'}{os.pathsep}{ROOT / 'cli'}"}
-    port = 18431
-    servers = {
-        "llmops": [
-            sys.executable,
-            "-m",
-            "llmops_serve",
-            "--model",
-            str(model_dir),
-            "--served-model-name",
-            "bench",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--cache-size",
-            "0",
-            "--max-batch-size",
-            str(args.max_batch_size),
-        ],
-        "naive": [sys.executable, str(ROOT / "bench" / "serve_naive.py"), str(model_dir), str(port), "naive"],
-    }
+    ports = {"llmops": 18431, "naive": 18432}
+    ours = [sys.executable, "-m", "llmops_serve", "--model", str(model_dir), "--served-model-name", "bench"]
+    ours += ["--host", "127.0.0.1", "--port", str(ports["llmops"]), "--cache-size", "0"]
+    ours += ["--max-batch-size", str(args.max_batch_size)]
+    naive = [
+        sys.executable,
+        str(ROOT / "bench" / "serve_naive.py"),
+        str(model_dir),
+        str(ports["naive"]),
+        "naive",
+    ]
+    procs = [start_server(ours, ports["llmops"], env), start_server(naive, ports["naive"], env)]
     rows = []
-    for name, cmd in servers.items():
-        proc = start_server(cmd, port, env)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            asyncio.run(load_test(url, prompts_all[:2], 2, 8))  # warm-up
-            for c in args.concurrency:
-                n = max(args.min_requests, 2 * c)
-                prompts = [prompts_all[i % len(prompts_all)] for i in range(n)]
-                row = {"server": name, **asyncio.run(load_test(url, prompts, c, args.output_len))}
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-        finally:
+    try:
+        for port in ports.values():  # warm-up
+            asyncio.run(load_test(f"http://127.0.0.1:{port}", prompts_all[:2], 2, 8))
+        for c in args.concurrency:
+            n = max(args.min_requests, 2 * c)
+            prompts = [prompts_all[i % len(prompts_all)] for i in range(n)]
+            best: dict[str, dict] = {}
+            for _ in range(args.repeats):
+                for name, port in ports.items():
+                    row = asyncio.run(load_test(f"http://127.0.0.1:{port}", prompts, c, args.output_len))
+                    if name not in best or row["output_tokens_per_s"] > best[name]["output_tokens_per_s"]:
+                        best[name] = row
+            for name in ports:
+                rows.append({"server": name, **best[name]})
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for proc in procs:
             proc.terminate()
             proc.wait(timeout=60)
     return rows
@@ -156,30 +157,45 @@ def serving(model_dir: Path, args: argparse.Namespace) -> list[dict]:
 
 def generation_scaling(model_dir: Path, lengths: list[int]) -> list[dict]:
     """Greedy generation of N tokens from a 1-token prompt, recomputing the prefix or using the cache."""
-    from transformers import AutoModelForCausalLM, DynamicCache
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     rows = []
     for n in lengths:
         for cached in (True, False):
-            ids = torch.tensor([[1]])
-            cache = DynamicCache() if cached else None
-            calls = 0
-            start = time.perf_counter()
-            with torch.inference_mode():
-                seq = ids
-                for _ in range(n):
-                    if cached:  # the prompt once, then only the newest token
-                        step = seq[:, -1:] if calls else seq
-                        out = model(input_ids=step, past_key_values=cache, use_cache=True)
-                    else:  # the whole prefix again at every step
-                        out = model(input_ids=seq, use_cache=False)
-                    calls += 1
-                    seq = torch.cat([seq, out.logits[:, -1:].argmax(-1)], dim=1)
-            took = time.perf_counter() - start
-            rows.append({"N": n, "kv_cache": cached, "seconds": took, "forward_calls": calls})
+            runs = [generate_n(model, n, cached) for _ in range(3 if n <= 512 else 1)]  # best of: shared box
+            took, calls, kv_bytes = min(runs)
+            rows.append(
+                {"N": n, "kv_cache": cached, "seconds": took, "forward_calls": calls, "kv_bytes": kv_bytes}
+            )
             print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def generate_n(model, n: int, cached: bool) -> tuple[float, int, int]:
+    """Seconds, forward calls and final KV-cache bytes for greedy generation of n tokens."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache() if cached else None
+    calls = 0
+    start = time.perf_counter()
+    with torch.inference_mode():
+        seq = torch.tensor([[1]])
+        for _ in range(n):
+            if cached:  # the prompt once, then only the newest token
+                step = seq[:, -1:] if calls else seq
+                out = model(input_ids=step, past_key_values=cache, use_cache=True)
+            else:  # the whole prefix again at every step
+                out = model(input_ids=seq, use_cache=False)
+            calls += 1
+            seq = torch.cat([seq, out.logits[:, -1:].argmax(-1)], dim=1)
+    took = time.perf_counter() - start
+    kv = (
+        sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+        if cached
+        else 0
+    )
+    return took, calls, kv
 
 
 def fit_exponent(rows: list[dict], cached: bool, tail: int = 3) -> float:
@@ -300,6 +316,7 @@ def main() -> None:
     args = p.parse_args()
     args.concurrency = args.concurrency or ([1, 4, 16] if args.quick else [1, 4, 16, 64])
     args.min_requests = 8 if args.quick else 16
+    args.repeats = 1 if args.quick else 2
     args.prompt_len, args.output_len = 32, 32 if args.quick else 64
     args.out.mkdir(parents=True, exist_ok=True)
 

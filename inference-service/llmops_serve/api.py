@@ -166,11 +166,12 @@ class GateMiddleware:
             if path not in ("/metrics", "/health", "/ready"):
                 self.state.metrics.requests.labels(str(status["code"])).inc()
                 log.info(
-                    "%s %s %s %.3fs",
+                    "%s %s %s %.3fs request_id=%s",
                     scope["method"],
                     path,
                     status["code"],
                     time.monotonic() - started,
+                    rid,
                     extra={"request_id": rid, "status": status["code"]},
                 )
 
