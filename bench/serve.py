@@ -345,22 +345,57 @@ def main() -> None:
     (args.out / "serve.json").write_text(json.dumps(result, indent=2))
     plots(result, args.img)
 
+    report = markdown(result, args.concurrency)
+    (args.out / "serve-results.md").write_text(report)
+    print("\n" + report)
+
+
+def markdown(result: dict, levels: list[int]) -> str:
+    """The tables for docs/benchmarks-serve.md."""
     by = {(r["server"], r["concurrency"]): r for r in result["serving"]}
-    print("\n| concurrency | server | req/s | output tok/s | TTFT p50/p99 ms | TPOT p50/p99 ms | speed-up |")
-    print("|---|---|---|---|---|---|---|")
-    for c in args.concurrency:
+    out = [
+        "| concurrency | server | req/s | output tok/s | TTFT p50 / p99 ms | TPOT p50 / p99 ms | tok/s vs naive |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in levels:
         for name in ("llmops", "naive"):
             r = by[(name, c)]
             ratio = r["output_tokens_per_s"] / by[("naive", c)]["output_tokens_per_s"]
-            print(
+            out.append(
                 f"| {c} | {name} | {r['request_throughput']:.2f} | {r['output_tokens_per_s']:.0f} | "
                 f"{r['ttft_ms_p50']:.0f} / {r['ttft_ms_p99']:.0f} | "
-                f"{r['tpot_ms_p50']:.1f} / {r['tpot_ms_p99']:.1f} | {ratio:.1f}x |"
+                f"{r['tpot_ms_p50']:.1f} / {r['tpot_ms_p99']:.1f} | **{ratio:.1f}x** |"
             )
+    out += [
+        "",
+        "| N | no cache: s | KV cache: s | ratio | forward calls | KV cache bytes |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = {(r["N"], r["kv_cache"]): r for r in result["scaling"]}
+    for n in sorted({r["N"] for r in result["scaling"]}):
+        a, b = rows[(n, False)], rows[(n, True)]
+        out.append(
+            f"| {n} | {a['seconds']:.3f} | {b['seconds']:.3f} | {a['seconds'] / b['seconds']:.1f}x | "
+            f"{a['forward_calls']} / {b['forward_calls']} | {b['kv_bytes']:,} |"
+        )
     e = result["exponents"]
-    print(
-        f"\nfitted exponents (last 3 N): no cache N^{e['without_cache']:.2f}, cache N^{e['with_cache']:.2f}"
-    )
+    out += [
+        "",
+        "| | claimed | fitted exponent of N (last three lengths) |",
+        "|---|---|---|",
+        f"| without KV cache | O(N³L) | N^{e['without_cache']:.2f} |",
+        f"| with KV cache | O(N²L) | N^{e['with_cache']:.2f} |",
+        "",
+        "| weights | perplexity (train text) | top-1 agreement with fp32 | state dict MB | decode tok/s batch 1 "
+        "| decode tok/s batch 16 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["int8"]:
+        out.append(
+            f"| {r['model']} | {r['perplexity']:.3f} | {100 * r['top1_agreement_vs_fp32']:.1f}% | "
+            f"{r['state_dict_mb']:.1f} | {r['decode_tok_s_b1']:.0f} | {r['decode_tok_s_b16']:.0f} |"
+        )
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
