@@ -120,6 +120,7 @@ def serving(model_dir: Path, args: argparse.Namespace) -> list[dict]:
     ids = tok(TEXT * 4)["input_ids"]
     prompts_all = [tok.decode(ids[i : i + args.prompt_len]) for i in range(0, len(ids) - args.prompt_len, 7)]
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'inference-service'}{os.pathsep}{ROOT / 'cli'}"}
+    env["OMP_NUM_THREADS"] = str(args.threads)
     ports = {"llmops": 18431, "naive": 18432}
     ours = [sys.executable, "-m", "llmops_serve", "--model", str(model_dir), "--served-model-name", "bench"]
     ours += ["--host", "127.0.0.1", "--port", str(ports["llmops"]), "--cache-size", "0"]
@@ -312,6 +313,9 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--concurrency", type=int, nargs="+", help="override the concurrency levels")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads per process (1: robust on a shared 2-core box)"
+    )
     p.add_argument("--serving-only", action="store_true", help="skip the KV-cache and int8 sections")
     args = p.parse_args()
     args.concurrency = args.concurrency or ([1, 4, 16] if args.quick else [1, 4, 16, 64])
@@ -319,6 +323,7 @@ def main() -> None:
     args.repeats = 1 if args.quick else 2
     args.prompt_len, args.output_len = 32, 32 if args.quick else 64
     args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
 
     model_dir = args.out / f"model-h{args.hidden}-l{args.layers}"
     if not (model_dir / "model.safetensors").exists():
@@ -331,7 +336,7 @@ def main() -> None:
         build_tiny_model(tiny_dir, steps=30)
     lengths = [64, 128, 256, 512] if args.quick else [64, 128, 256, 512, 1024, 2000]
 
-    result: dict = {"params": params, "cpu_threads": torch.get_num_threads()}
+    result: dict = {"params": params, "threads": args.threads, "loadavg_start": os.getloadavg()}
     result["serving"] = serving(model_dir, args)
     if args.serving_only:
         print(json.dumps(result["serving"], indent=1))
@@ -342,6 +347,7 @@ def main() -> None:
         "without_cache": fit_exponent(result["scaling"], False),
     }
     result["int8"] = int8_check(model_dir, [1, 16], 32 if args.quick else 64)
+    result["loadavg_end"] = os.getloadavg()
     (args.out / "serve.json").write_text(json.dumps(result, indent=2))
     plots(result, args.img)
 
