@@ -128,3 +128,27 @@ def test_growing_kv_layer_matches_concatenation():
     assert torch.equal(layer.keys, k[[0, 2]]) and layer.get_seq_length() == 14
     keys, _ = layer.update(torch.ones(2, 2, 1, 4), torch.ones(2, 2, 1, 4))
     assert torch.equal(keys[:, :, :14], k[[0, 2]]) and keys.shape[2] == 15
+
+
+def test_engine_token_budget_and_batch_limit(tiny_model):
+    """Admission stops at --max-tokens-in-flight and --max-batch-size; waiting rows join as others leave."""
+    import asyncio
+
+    from llmops_serve.engine import Engine, SamplingParams, Sequence
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    engine = Engine(model, tok, max_batch_size=3, max_tokens_in_flight=70)
+    loop = asyncio.new_event_loop()
+    params = [SamplingParams(max_tokens=n, temperature=0, ignore_eos=True) for n in (30, 30, 5, 5)]
+    seqs = [Sequence(tok("The fox")["input_ids"], p, loop, asyncio.Queue()) for p in params]
+    engine.submit(seqs)
+    engine.step()
+    assert (engine.num_running, engine.num_waiting) == (2, 2)  # 2 x (2 + 30) = 64; a third would exceed 70
+    for _ in range(29):
+        engine.step()
+    assert all(s.finished for s in seqs[:2]) and engine.num_waiting == 0 and engine.num_running == 2
+    while engine.num_running:
+        engine.step()
+    assert [len(s.output_ids) for s in seqs] == [30, 30, 5, 5]
+    loop.close()
