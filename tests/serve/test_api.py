@@ -54,7 +54,11 @@ def test_completion_matches_hf_generate(server, tiny_model):
         ref = model.generate(ids, max_new_tokens=150, do_sample=False, eos_token_id=None, pad_token_id=0)
     expected = tok.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)
     r = client(server).completions.create(
-        model="tiny", prompt="Once upon a time", max_tokens=150, temperature=0, extra_body={"ignore_eos": True}
+        model="tiny",
+        prompt="Once upon a time",
+        max_tokens=150,
+        temperature=0,
+        extra_body={"ignore_eos": True},
     )
     assert r.choices[0].text == expected
     assert r.choices[0].finish_reason == "length"
