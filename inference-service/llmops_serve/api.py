@@ -423,7 +423,11 @@ async def _collect(
         if left <= 0:
             raise ApiError(504, "request timed out", "timeout", "timeout")
         try:
-            ev = await asyncio.wait_for(queue.get(), timeout=min(left, 0.5))
+            ev = (
+                queue.get_nowait()
+                if not queue.empty()
+                else await asyncio.wait_for(queue.get(), min(left, 0.5))
+            )
         except asyncio.TimeoutError:
             if await request.is_disconnected():
                 raise ApiError(499, "client disconnected", "cancelled") from None
@@ -483,6 +487,8 @@ async def _stream(
                 return
             if held is not None:
                 ev, held = held, None
+            elif not queue.empty():  # fast path: no timer task when the engine is ahead of us
+                ev = queue.get_nowait()
             else:
                 try:
                     ev = await asyncio.wait_for(queue.get(), timeout=min(left, KEEPALIVE_S))
