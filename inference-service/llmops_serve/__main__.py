@@ -16,6 +16,7 @@ import time
 from types import FrameType
 
 import uvicorn
+from pydantic import ValidationError
 
 from llmops_serve.api import State, create_app
 from llmops_serve.settings import Settings, parse_args
@@ -95,7 +96,12 @@ def serve(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = parse_args(argv)
+    try:
+        settings = parse_args(argv)
+    except ValidationError as exc:  # a bad flag or LLMOPS_* value: say which, without a traceback
+        for err in exc.errors():
+            print(f"llmops_serve: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_json)
     return serve(settings)
 

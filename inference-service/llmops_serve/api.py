@@ -484,6 +484,7 @@ async def _stream(
             left = deadline - loop.time()
             if left <= 0:
                 yield f"data: {json.dumps(error_body('request timed out', 'timeout', 'timeout'))}\n\n"
+                yield "data: [DONE]\n\n"
                 return
             if held is not None:
                 ev, held = held, None
@@ -497,6 +498,7 @@ async def _stream(
                     continue
             if ev.error:
                 yield f"data: {json.dumps(error_body(ev.error, 'internal_error', 'engine_error'))}\n\n"
+                yield "data: [DONE]\n\n"
                 return
             while ev.finish_reason is None and not queue.empty():  # we fell behind: one frame, not many
                 nxt = queue.get_nowait()

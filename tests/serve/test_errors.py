@@ -147,3 +147,12 @@ def test_request_timeout_frees_slot(tiny_model):
         engine = srv.state.engine
         assert wait_for(lambda: engine.num_running == 0)
         assert post(srv, {"model": "tiny", "prompt": "The", "max_tokens": 3}).status_code == 200
+        # Mid-stream, the error is a data payload with an "error" key (the openai client raises on it).
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        stream = c.completions.create(
+            model="tiny", prompt="The", max_tokens=2000, stream=True, extra_body={"ignore_eos": True}
+        )
+        with pytest.raises(openai.APIError, match="timed out"):
+            for _ in stream:
+                pass
+        assert wait_for(lambda: engine.num_running == 0)
