@@ -1,0 +1,154 @@
+"""Pieces without a server: settings precedence, incremental detokenizer, stop strings, int8, Dockerfile."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from llmops_serve import loader
+from llmops_serve.detok import IncrementalDetokenizer, StopChecker
+from llmops_serve.engine import GrowingLayer
+from llmops_serve.settings import parse_args
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_settings_env_then_flags(monkeypatch, tmp_path):
+    monkeypatch.setenv("LLMOPS_MODEL", "pvc://models/tiny")
+    monkeypatch.setenv("LLMOPS_MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("LLMOPS_QUANTIZE", "int8")
+    monkeypatch.setenv("LLMOPS_API_KEYS", "a, b")
+    monkeypatch.setenv("LLMOPS_LOG_JSON", "true")
+    (tmp_path / "k").write_text("c\n# comment\n\n")
+    s = parse_args(["--max-batch-size", "4", "--api-key-file", str(tmp_path / "k"), "--port", "9000"])
+    assert (s.model, s.max_batch_size, s.quantize, s.port, s.log_json) == (
+        "pvc://models/tiny",
+        4,
+        "int8",
+        9000,
+        True,
+    )
+    assert s.keys() == ["a", "b", "c"]
+    assert s.name == "pvc://models/tiny"
+    with pytest.raises(ValueError):
+        parse_args(["--model", "x", "--quantize", "int4"])
+    flags = [
+        "--model", "m", "--host", "0.0.0.0", "--port", "8000", "--served-model-name", "n",
+        "--max-batch-size", "16",
+        "--max-queue", "256", "--max-model-len", "64", "--max-tokens-cap", "10", "--max-prompt-tokens", "20",
+        "--quantize", "none", "--dtype", "auto", "--drain-timeout", "30", "--request-timeout", "600",
+        "--cache-size", "1024", "--log-json",
+    ]  # fmt: skip
+    assert parse_args(flags).max_prompt_tokens == 20  # the operator's contract, flag for flag
+
+
+def test_incremental_detokenizer_multibyte(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    text = "Café naïve 東京 ünïcödé, 3 apples 🦊!"
+    ids = tok(text)["input_ids"]
+    d = IncrementalDetokenizer(tok)
+    deltas = [d.add(i) for i in ids]
+    assert "".join(deltas) + d.flush() == text
+    assert not any("\ufffd" in x for x in deltas)
+    assert any(x == "" for x in deltas)  # some tokens were partial characters, held back
+
+
+def test_stop_checker_holds_back_prefixes():
+    s = StopChecker(["STOP", "\n\n"])
+    assert s.feed("hello S") == ("hello ", False)
+    assert s.feed("TO") == ("", False)
+    assert s.feed("P and more") == ("", True)
+    assert s.feed("later") == ("", True)
+    s = StopChecker(["STOP"])
+    assert s.feed("ST") == ("", False)
+    assert s.feed("ale", final=True) == ("STale", False)
+
+
+def test_int8_quantization_quality(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    q = loader.quantize_int8(model)
+    assert isinstance(q.model.layers[0].mlp.down_proj, torch.ao.nn.quantized.dynamic.Linear)
+    assert loader.top1_agreement(model, q, tok) >= 0.8
+
+
+def test_dockerfile_paths_and_entrypoint():
+    text = (ROOT / "Dockerfile.serve").read_text()
+    copies = re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)$", text, re.M)
+    assert copies
+    for line in copies:
+        for src in line.split()[:-1]:
+            assert (ROOT / src).exists(), src
+    assert 'ENTRYPOINT ["python", "-m", "llmops_serve"]' in text
+    assert re.search(r"^USER 10001", text, re.M) and "EXPOSE 8000" in text and "HEALTHCHECK" in text
+    assert ".[serve,aws]" in text or ".[aws,serve]" in text
+    env = {"PYTHONPATH": str(ROOT / "inference-service")}
+    out = subprocess.run(
+        [sys.executable, "-m", "llmops_serve", "--help"], env=env, capture_output=True, timeout=120
+    )
+    assert out.returncode == 0 and b"--max-batch-size" in out.stdout
+
+
+def test_model_locations_pvc_and_s3(tiny_model, tmp_path, monkeypatch):
+    """pvc:// resolves under $LLMOPS_PVC_ROOT; s3:// is downloaded (moto) into the cache dir and loads."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("LLMOPS_PVC_ROOT", str(tiny_model.parent))
+    assert loader.resolve_location(f"pvc://{tiny_model.name}") == tiny_model
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="models")
+        for f in tiny_model.iterdir():
+            s3.upload_file(str(f), "models", f"tiny/{f.name}")
+        model, tok = loader.load("s3://models/tiny", cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache" / "s3" / "models" / "tiny" / "model.safetensors").is_file()
+    assert tok("fox")["input_ids"] and model.config.hidden_size == 64
+
+
+def test_growing_kv_layer_matches_concatenation():
+    torch.manual_seed(0)
+    k, v = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4)
+    layer = GrowingLayer(k, v, spare=2)
+    for _ in range(9):  # past the spare capacity twice
+        nk, nv = torch.randn(3, 2, 1, 4), torch.randn(3, 2, 1, 4)
+        keys, values = layer.update(nk, nv)
+        k, v = torch.cat([k, nk], 2), torch.cat([v, nv], 2)
+        assert torch.equal(keys, k) and torch.equal(values, v)
+    layer.batch_select_indices(torch.tensor([0, 2]))
+    assert torch.equal(layer.keys, k[[0, 2]]) and layer.get_seq_length() == 14
+    keys, _ = layer.update(torch.ones(2, 2, 1, 4), torch.ones(2, 2, 1, 4))
+    assert torch.equal(keys[:, :, :14], k[[0, 2]]) and keys.shape[2] == 15
+
+
+def test_engine_token_budget_and_batch_limit(tiny_model):
+    """Admission stops at --max-tokens-in-flight and --max-batch-size; waiting rows join as others leave."""
+    import asyncio
+
+    from llmops_serve.engine import Engine, SamplingParams, Sequence
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    engine = Engine(model, tok, max_batch_size=3, max_tokens_in_flight=70)
+    loop = asyncio.new_event_loop()
+    params = [SamplingParams(max_tokens=n, temperature=0, ignore_eos=True) for n in (30, 30, 5, 5)]
+    seqs = [Sequence(tok("The fox")["input_ids"], p, loop, asyncio.Queue()) for p in params]
+    engine.submit(seqs)
+    engine.step()
+    assert (engine.num_running, engine.num_waiting) == (2, 2)  # 2 x (2 + 30) = 64; a third would exceed 70
+    for _ in range(29):
+        engine.step()
+    assert all(s.finished for s in seqs[:2]) and engine.num_waiting == 0 and engine.num_running == 2
+    while engine.num_running:
+        engine.step()
+    assert [len(s.output_ids) for s in seqs] == [30, 30, 5, 5]
+    loop.close()
