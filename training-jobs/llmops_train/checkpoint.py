@@ -175,10 +175,16 @@ def load(
 
 
 def prune(root: Path, keep: int) -> None:
-    """Keep the ``keep`` newest checkpoints; drop leftovers of interrupted writes."""
+    """Keep the ``keep`` newest checkpoints; drop leftovers of interrupted writes and manifest-less dirs."""
     for stale in root.glob(f"{TMP}*"):
         shutil.rmtree(stale, ignore_errors=True)
-    for old in checkpoints(root)[keep:]:
+    complete = []
+    for path in checkpoints(root):
+        if (path / "manifest.json").is_file():
+            complete.append(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    for old in complete[keep:]:
         shutil.rmtree(old, ignore_errors=True)
 
 
