@@ -94,3 +94,33 @@ def test_too_little_data_for_one_batch(tmp_path: Path, capsys: pytest.CaptureFix
     data.write_text(CORPUS.read_text()[:3000])
     job = write_job(tmp_path / "job.yaml", data={"train": str(data)}, hyperparameters={"batchSize": 64})
     assert "fewer than one global batch" in _error(capsys, ["--job", str(job)])
+
+
+def test_non_finite_loss_skips_steps_then_aborts_keeping_the_last_good_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops_train import loop
+
+    make_model, calls = loop.make_model, [0]
+
+    def poisoned(*args: object):
+        """From the 8th forward pass on, the loss is NaN (a diverged run)."""
+        model = make_model(*args)
+
+        def hook(module: object, inputs: object, out):
+            calls[0] += 1
+            if calls[0] > 7:
+                out.loss = out.loss * float("nan")
+            return out
+
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(loop, "make_model", poisoned)
+    job = write_job(tmp_path / "job.yaml", hyperparameters={"maxSteps": 50, "evalInterval": 1000},
+                    checkpoint={"interval": 5, "keep": 3})
+    line = _error(capsys, ["--job", str(job), "--device", "cpu"], code=1)
+    assert "loss was not finite for 5 steps in a row" in line
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("step-*")) == ["step-00000005"]
+    bad = [r for r in (tmp_path / "ckpt" / "metrics.jsonl").read_text().splitlines() if '"step": 8,' in r]
+    assert bad, "skipped steps are still reported"

@@ -53,6 +53,9 @@ def seed_everything(seed: int, device: str) -> None:
     torch.manual_seed(seed)
     if device == "cpu":  # bit-exact resume on CPU; on GPUs we keep the fast kernels
         torch.use_deterministic_algorithms(True)
+        # Filling every fresh tensor with NaN (the debugging aid that comes with deterministic mode) costs
+        # up to several x on CPU; nothing here reads memory before writing it.
+        torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def load_tokenizer(cfg: RunConfig, inputs: Inputs, docs: list[str], d: D.Dist):
@@ -207,81 +210,90 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
             return contextlib.nullcontext()
         return torch.autocast(d.device.type, dtype=amp_dtype)
 
-    model.train()
-    phase, bad_steps, last_saved = "Succeeded", 0, state["step"] if latest else -1
-    budget = spec.hyperparameters.max_seconds
-    tokens_per_step = hp.batch_size * hp.sequence_length * hp.gradient_accumulation * d.world
-    while state["step"] < steps:
-        t0 = time.perf_counter()
-        loss_sum = 0.0
-        for micro in range(hp.gradient_accumulation):
-            batch = loader.next_batch().to(d.device, non_blocking=True)
-            last = micro == hp.gradient_accumulation - 1
-            sync = wrapped.no_sync() if (not last and hasattr(wrapped, "no_sync")) else contextlib.nullcontext()
-            with sync:
-                with autocast():
-                    loss = wrapped(input_ids=batch, labels=batch).loss / hp.gradient_accumulation
-                scaler.scale(loss).backward()
-            loss_sum += loss.detach().float().item()
-        scaler.unscale_(optimizer)
-        max_norm = hp.grad_clip if hp.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-        bad_local = not (math.isfinite(loss_sum) and math.isfinite(grad_norm))
-        summed_loss, bad, stop_votes = D.all_sum([loss_sum, float(bad_local), float(stop.requested)], d.device)
-        if bad and not use_scaler:  # with a scaler an inf gradient is routine: it skips and rescales
-            bad_steps += 1
-            optimizer.zero_grad(set_to_none=True)
-            log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)",
-                        state["step"] + 1, bad_steps)
-            if bad_steps >= MAX_BAD_STEPS:
-                raise TrainingFailed(f"loss was not finite for {bad_steps} steps in a row; "
-                                     f"last good checkpoint kept in {cfg.checkpoint_dir}")
-        else:
-            bad_steps = 0
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-        lr = scheduler.get_last_lr()[0]
-        scheduler.step()
-        state["step"] += 1
-        dt = time.perf_counter() - t0
-        state["seconds"] += dt
-        state["loss"] = summed_loss / d.world
-        step = state["step"]
+    try:
+        model.train()
+        phase, bad_steps, last_saved = "Succeeded", 0, state["step"] if latest else -1
+        budget = spec.hyperparameters.max_seconds
+        tokens_per_step = hp.batch_size * hp.sequence_length * hp.gradient_accumulation * d.world
+        while state["step"] < steps:
+            t0 = time.perf_counter()
+            loss_sum = 0.0
+            for micro in range(hp.gradient_accumulation):
+                batch = loader.next_batch().to(d.device, non_blocking=True)
+                last = micro == hp.gradient_accumulation - 1
+                if sharded:  # FSDP2: reduce-scatter gradients on the last micro-batch only
+                    model.set_requires_gradient_sync(last)
+                sync = wrapped.no_sync() if (not last and hasattr(wrapped, "no_sync")) else contextlib.nullcontext()
+                with sync:
+                    with autocast():
+                        loss = wrapped(input_ids=batch, labels=batch).loss / hp.gradient_accumulation
+                    scaler.scale(loss).backward()
+                loss_sum += loss.detach().float().item()
+            scaler.unscale_(optimizer)
+            max_norm = hp.grad_clip if hp.grad_clip > 0 else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # DTensor under FSDP
+            bad_local = not (math.isfinite(loss_sum) and math.isfinite(grad_norm))
+            summed_loss, bad, stop_votes = D.all_sum([loss_sum, float(bad_local), float(stop.requested)], d.device)
+            if bad and not use_scaler:  # with a scaler an inf gradient is routine: it skips and rescales
+                bad_steps += 1
+                optimizer.zero_grad(set_to_none=True)
+                log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)",
+                            state["step"] + 1, bad_steps)
+                if bad_steps >= MAX_BAD_STEPS:
+                    raise TrainingFailed(f"loss was not finite for {bad_steps} steps in a row; "
+                                         f"last good checkpoint kept in {cfg.checkpoint_dir}")
+            else:
+                bad_steps = 0
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            state["step"] += 1
+            dt = time.perf_counter() - t0
+            state["seconds"] += dt
+            state["loss"] = summed_loss / d.world
+            step = state["step"]
 
-        record = {"step": step, "loss": round(state["loss"], 6), "lr": lr, "grad_norm": round(grad_norm, 4),
-                  "tokens_per_second": round(tokens_per_step / dt, 1), "epoch": round(loader.epochs_done, 4),
-                  "eta": format_eta(state["seconds"] / max(1, step) * (steps - step))}
-        early_stop = False
-        if step % hp.eval_interval == 0 or step == steps:
-            eval_loss = evaluate()
-            if eval_loss is not None:
-                record["eval_loss"] = state["eval_loss"] = round(eval_loss, 6)
-                es = hp.early_stopping
-                if eval_loss < state["best_eval"] - (es.min_delta if es else 0.0):
-                    state["best_eval"], state["bad_evals"] = eval_loss, 0
-                else:
-                    state["bad_evals"] += 1
-                early_stop = es is not None and state["bad_evals"] >= es.patience
-        if reporter:
-            reporter.log(record)
+            record = {"step": step, "loss": round(state["loss"], 6), "lr": lr, "grad_norm": round(grad_norm, 4),
+                      "tokens_per_second": round(tokens_per_step / dt, 1), "epoch": round(loader.epochs_done, 4),
+                      "eta": format_eta(state["seconds"] / max(1, step) * (steps - step))}
+            early_stop = False
+            if step % hp.eval_interval == 0 or step == steps:
+                eval_loss = evaluate()
+                if eval_loss is not None:
+                    record["eval_loss"] = state["eval_loss"] = round(eval_loss, 6)
+                    es = hp.early_stopping
+                    if eval_loss < state["best_eval"] - (es.min_delta if es else 0.0):
+                        state["best_eval"], state["bad_evals"] = eval_loss, 0
+                    else:
+                        state["bad_evals"] += 1
+                    early_stop = es is not None and state["bad_evals"] >= es.patience
+            if reporter:
+                reporter.log(record)
 
-        out_of_time = budget is not None and state["seconds"] >= budget
-        if stop_votes:
-            phase = "Interrupted"
-        done = step == steps or early_stop or out_of_time or stop_votes
-        if step % spec.checkpoint.interval == 0 or done:
+            out_of_time = budget is not None and state["seconds"] >= budget
+            if stop_votes:
+                phase = "Interrupted"
+            done = step == steps or early_stop or out_of_time or stop_votes
+            # During a streak of skipped updates the periodic checkpoint waits, so the newest stays a good one.
+            if (step % spec.checkpoint.interval == 0 and bad_steps == 0) or done:
+                save()
+                last_saved = step
+            if done:
+                if early_stop and reporter:
+                    reporter.log({"event": "early_stopping", "step": step, "best_eval_loss": state["best_eval"]})
+                break
+
+        if last_saved != state["step"]:  # resumed at the end: nothing left to train
             save()
-            last_saved = step
-        if done:
-            if early_stop and reporter:
-                reporter.log({"event": "early_stopping", "step": step, "best_eval_loss": state["best_eval"]})
-            break
-
-    if last_saved != state["step"]:  # resumed at the end: nothing left to train
-        save()
-    if phase == "Succeeded":
-        finish(cfg, model, tokenizer, inputs, d, sharded, reporter)
+        if phase == "Succeeded":
+            finish(cfg, model, tokenizer, inputs, d, sharded, reporter)
+    except BaseException:  # the ConfigMap should say Failed, not stay Running
+        if reporter:
+            reporter.close("Failed")
+        raise
     if reporter:
         reporter.close("Running" if phase == "Interrupted" else phase)
     return phase
