@@ -45,14 +45,25 @@ def write_job(path: Path, a: argparse.Namespace) -> Path:
         "model": {"preset": a.preset},
         "data": {"train": str(CORPUS), "validationSplit": 0},
         "hyperparameters": {
-            "maxSteps": a.steps, "batchSize": a.batch_size, "sequenceLength": a.seq_len,
-            "learningRate": 3e-4, "warmupSteps": 2, "precision": "bf16", "evalInterval": 10**6, "seed": 1,
+            "maxSteps": a.steps,
+            "batchSize": a.batch_size,
+            "sequenceLength": a.seq_len,
+            "learningRate": 3e-4,
+            "warmupSteps": 2,
+            "precision": "bf16",
+            "evalInterval": 10**6,
+            "seed": 1,
         },
         "resources": {"accelerator": "cpu" if a.device == "cpu" else "nvidia-gpu"},
         "checkpoint": {"interval": 10**6, "keep": 1},
         "output": {"location": "pvc://bench/model"},
     }
-    doc = {"apiVersion": "llmops.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "bench"}, "spec": spec}
+    doc = {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "bench"},
+        "spec": spec,
+    }
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -83,8 +94,13 @@ def trainer_round(work: Path, tokenizer_dir: Path, a: argparse.Namespace) -> tup
     ckpt = work / "ckpt"
     shutil.rmtree(ckpt, ignore_errors=True)
     shutil.copytree(tokenizer_dir, ckpt / "tokenizer")  # train the BPE once, outside the timing
-    cfg = resolve(read_job(write_job(work / "job.yaml", a)), output=str(work / "out"), checkpoint_dir=str(ckpt),
-                  device=a.device, cuda_available=torch.cuda.is_available())
+    cfg = resolve(
+        read_job(write_job(work / "job.yaml", a)),
+        output=str(work / "out"),
+        checkpoint_dir=str(ckpt),
+        device=a.device,
+        cuda_available=torch.cuda.is_available(),
+    )
     d = D.init(cfg.device)
     TimedReporter.stamps = {}
     with open(os.devnull, "w") as null:
@@ -159,18 +175,27 @@ def main() -> int:
             order = ("trainer", "bare") if r % 2 == 0 else ("bare", "trainer")
             res = {}
             for name in order:
-                res[name] = trainer_round(work, tok_dir, a) if name == "trainer" else bare_round(blocks, tokenizer, a)
+                res[name] = (
+                    trainer_round(work, tok_dir, a) if name == "trainer" else bare_round(blocks, tokenizer, a)
+                )
             wall.append(res["trainer"][0] / res["bare"][0])
             cpu.append(res["trainer"][1] / res["bare"][1])
-            print(f"round {r + 1}: wall tok/s trainer {res['trainer'][0]:,.0f} bare {res['bare'][0]:,.0f} "
-                  f"(ratio {wall[-1]:.3f})   CPU-time tok/s trainer {res['trainer'][1]:,.0f} "
-                  f"bare {res['bare'][1]:,.0f} (ratio {cpu[-1]:.3f})", flush=True)
-    print(f"\npreset={a.preset} batch={a.batch_size} seq={a.seq_len} device={a.device} "
-          f"threads={torch.get_num_threads()} rounds={a.rounds} timed steps/round={a.steps - 1 - a.warmup}")
+            print(
+                f"round {r + 1}: wall tok/s trainer {res['trainer'][0]:,.0f} bare {res['bare'][0]:,.0f} "
+                f"(ratio {wall[-1]:.3f})   CPU-time tok/s trainer {res['trainer'][1]:,.0f} "
+                f"bare {res['bare'][1]:,.0f} (ratio {cpu[-1]:.3f})",
+                flush=True,
+            )
+    print(
+        f"\npreset={a.preset} batch={a.batch_size} seq={a.seq_len} device={a.device} "
+        f"threads={torch.get_num_threads()} rounds={a.rounds} timed steps/round={a.steps - 1 - a.warmup}"
+    )
     for label, ratios in (("wall clock", wall), ("CPU time", cpu)):
         m = statistics.median(ratios)
-        print(f"{label:>10}: median trainer/bare = {m:.3f} (overhead {100 * (1 - m):+.1f}%), "
-              f"rounds {min(ratios):.3f}..{max(ratios):.3f}")
+        print(
+            f"{label:>10}: median trainer/bare = {m:.3f} (overhead {100 * (1 - m):+.1f}%), "
+            f"rounds {min(ratios):.3f}..{max(ratios):.3f}"
+        )
     return 0
 
 

@@ -21,8 +21,15 @@ def write_job(path: Path, **overrides: Any) -> Path:
         "model": {"preset": "tiny"},
         "data": {"train": str(CORPUS)},
         "hyperparameters": {
-            "maxSteps": 20, "batchSize": 8, "sequenceLength": 64, "learningRate": 0.003,
-            "warmupSteps": 4, "precision": "fp32", "evalInterval": 10, "evalBatches": 4, "seed": 7,
+            "maxSteps": 20,
+            "batchSize": 8,
+            "sequenceLength": 64,
+            "learningRate": 0.003,
+            "warmupSteps": 4,
+            "precision": "fp32",
+            "evalInterval": 10,
+            "evalBatches": 4,
+            "seed": 7,
         },
         "resources": {"accelerator": "cpu"},
         "checkpoint": {"interval": 5, "keep": 2},
@@ -30,7 +37,12 @@ def write_job(path: Path, **overrides: Any) -> Path:
     }
     spec["hyperparameters"].update(overrides.pop("hyperparameters", {}))
     spec.update(overrides)
-    doc = {"apiVersion": "llmops.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "t"}, "spec": spec}
+    doc = {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "t"},
+        "spec": spec,
+    }
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -51,9 +63,12 @@ def command(job: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "llmops_train", "--job", str(job), "--device", "cpu", *args]
 
 
-def train(tmp: Path, job: Path, *args: str, timeout: float = 240, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(command(job, *args), env=env(tmp, **extra), capture_output=True, text=True,
-                          timeout=timeout, cwd=tmp)
+def train(
+    tmp: Path, job: Path, *args: str, timeout: float = 240, **extra: str
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command(job, *args), env=env(tmp, **extra), capture_output=True, text=True, timeout=timeout, cwd=tmp
+    )
 
 
 def metrics(path: Path) -> list[dict[str, Any]]:

@@ -18,15 +18,31 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path: Path) 
     single.mkdir()
     ddp.mkdir()
     # The single run also reports progress to an unreachable API server: training must not notice.
-    one = train(single, write_job(single / "job.yaml", hyperparameters={"maxSteps": STEPS, "batchSize": 8}),
-                LLMOPS_PROGRESS_CONFIGMAP="t-progress", KUBERNETES_SERVICE_HOST="127.0.0.1",
-                KUBERNETES_SERVICE_PORT="1")
+    one = train(
+        single,
+        write_job(single / "job.yaml", hyperparameters={"maxSteps": STEPS, "batchSize": 8}),
+        LLMOPS_PROGRESS_CONFIGMAP="t-progress",
+        KUBERNETES_SERVICE_HOST="127.0.0.1",
+        KUBERNETES_SERVICE_PORT="1",
+    )
     assert one.returncode == 0, one.stderr
     assert "progress ConfigMap update failed" in one.stderr
 
     job = write_job(ddp / "job.yaml", hyperparameters={"maxSteps": STEPS, "batchSize": 4})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "llmops_train", "--job", str(job), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "llmops_train",
+        "--job",
+        str(job),
+        "--device",
+        "cpu",
+    ]
     two = subprocess.run(cmd, env=env(ddp), cwd=ddp, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
 

@@ -11,15 +11,30 @@ from tests.train.helpers import env, losses, write_job
 
 
 def _torchrun(tmp: Path, job: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "llmops_train", "--job", str(job), "--device", "cpu", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "llmops_train",
+        "--job",
+        str(job),
+        "--device",
+        "cpu",
+        *args,
+    ]
     return subprocess.run(cmd, env=env(tmp), cwd=tmp, capture_output=True, text=True, timeout=300)
 
 
 def test_fsdp_checkpoints_resumes_and_exports(tmp_path: Path) -> None:
-    job = write_job(tmp_path / "job.yaml", hyperparameters={"maxSteps": 6, "batchSize": 4, "strategy": "fsdp",
-                                                            "gradientAccumulation": 2},
-                    checkpoint={"interval": 3, "keep": 2})
+    job = write_job(
+        tmp_path / "job.yaml",
+        hyperparameters={"maxSteps": 6, "batchSize": 4, "strategy": "fsdp", "gradientAccumulation": 2},
+        checkpoint={"interval": 3, "keep": 2},
+    )
     first = _torchrun(tmp_path, job)
     assert first.returncode == 0, first.stderr[-3000:]
     manifest = json.loads((tmp_path / "ckpt" / "step-00000006" / "manifest.json").read_text())

@@ -34,7 +34,6 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str], code: int = 2) -
     return lines[0]
 
 
-
 def test_missing_data_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     job = write_job(tmp_path / "job.yaml", data={"train": str(tmp_path / "nope.txt")})
     assert _error(capsys, ["--job", str(job)]).endswith(f"data {tmp_path / 'nope.txt'} not found")
@@ -61,7 +60,9 @@ def test_sequence_longer_than_the_model_allows(tmp_path: Path, capsys: pytest.Ca
     base.mkdir()
     (base / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 32}))
     job = write_job(tmp_path / "job.yaml", model={"base": str(base)})
-    assert "sequenceLength 64 exceeds the model's max_position_embeddings 32" in _error(capsys, ["--job", str(job)])
+    assert "sequenceLength 64 exceeds the model's max_position_embeddings 32" in _error(
+        capsys, ["--job", str(job)]
+    )
 
 
 def test_sequence_longer_than_a_preset_allows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,8 +118,11 @@ def test_non_finite_loss_skips_steps_then_aborts_keeping_the_last_good_checkpoin
         return model
 
     monkeypatch.setattr(loop, "make_model", poisoned)
-    job = write_job(tmp_path / "job.yaml", hyperparameters={"maxSteps": 50, "evalInterval": 1000},
-                    checkpoint={"interval": 5, "keep": 3})
+    job = write_job(
+        tmp_path / "job.yaml",
+        hyperparameters={"maxSteps": 50, "evalInterval": 1000},
+        checkpoint={"interval": 5, "keep": 3},
+    )
     line = _error(capsys, ["--job", str(job), "--device", "cpu"], code=1)
     assert "loss was not finite for 5 steps in a row" in line
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("step-*")) == ["step-00000005"]

@@ -19,9 +19,14 @@ from tests.train.helpers import CORPUS, write_job
 
 @pytest.fixture
 def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    for var, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
-                       "LLMOPS_CACHE_DIR": str(tmp_path / "cache"), "LLMOPS_PVC_ROOT": str(tmp_path / "pvc"),
-                       "LLMOPS_CHECKPOINT_DIR": str(tmp_path / "ckpt")}.items():
+    for var, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "LLMOPS_CACHE_DIR": str(tmp_path / "cache"),
+        "LLMOPS_PVC_ROOT": str(tmp_path / "pvc"),
+        "LLMOPS_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+    }.items():
         monkeypatch.setenv(var, value)
     for var in ("WORLD_SIZE", "RANK", "LLMOPS_PROGRESS_CONFIGMAP", "LLMOPS_METRICS_FILE", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(var, raising=False)
@@ -39,9 +44,17 @@ def _upload_base(client, tmp: Path) -> None:
     train_bpe([CORPUS.read_text()[:50_000]], 512, base)
     tok = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                         intermediate_size=64, vocab_size=len(tok), max_position_embeddings=128,
-                         eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    config = LlamaConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=64,
+        vocab_size=len(tok),
+        max_position_embeddings=128,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(base)
     for f in base.iterdir():
         client.upload_file(str(f), "bkt", f"models/base/{f.name}")
@@ -52,7 +65,10 @@ def test_lora_from_s3_to_s3(s3, tmp_path: Path) -> None:
     _upload_base(s3, tmp_path)
     job = write_job(
         tmp_path / "job.yaml",
-        model={"base": "s3://bkt/models/base", "lora": {"rank": 4, "alpha": 8, "targetModules": ["q_proj", "v_proj"]}},
+        model={
+            "base": "s3://bkt/models/base",
+            "lora": {"rank": 4, "alpha": 8, "targetModules": ["q_proj", "v_proj"]},
+        },
         data={"train": "s3://bkt/data/corpus.txt"},
         hyperparameters={"maxSteps": 6, "learningRate": 0.01, "warmupSteps": 1},
         checkpoint={"interval": 3, "keep": 1, "s3": "s3://bkt/ckpt"},
@@ -61,8 +77,13 @@ def test_lora_from_s3_to_s3(s3, tmp_path: Path) -> None:
     assert main(["--job", str(job), "--device", "cpu"]) == 0
 
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]}
-    assert {"out/model/model.safetensors", "out/model/config.json", "out/model/tokenizer.json",
-            "out/model/generation_config.json", "out/model/adapter/adapter_config.json"} <= keys
+    assert {
+        "out/model/model.safetensors",
+        "out/model/config.json",
+        "out/model/tokenizer.json",
+        "out/model/generation_config.json",
+        "out/model/adapter/adapter_config.json",
+    } <= keys
     assert {"ckpt/step-00000003/manifest.json", "ckpt/step-00000006/manifest.json"} <= keys
     # A LoRA checkpoint holds the adapters only; the base comes from spec.model.base on resume.
     state = torch.load(tmp_path / "ckpt" / "step-00000006" / "model.pt")

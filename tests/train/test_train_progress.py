@@ -16,7 +16,9 @@ class _FakeApi(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.requests.append((self.path, self.headers["Content-Type"], body, self.headers.get("Authorization")))
+        self.requests.append(
+            (self.path, self.headers["Content-Type"], body, self.headers.get("Authorization"))
+        )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -30,8 +32,13 @@ def test_reporter_patches_the_configmap_and_writes_json_lines(tmp_path: Path, ca
     server = HTTPServer(("127.0.0.1", 0), _FakeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        cm = ConfigMapReporter("job-progress", "ns1", base_url=f"http://127.0.0.1:{server.server_port}",
-                               token="sekret", interval=0.05)
+        cm = ConfigMapReporter(
+            "job-progress",
+            "ns1",
+            base_url=f"http://127.0.0.1:{server.server_port}",
+            token="sekret",
+            interval=0.05,
+        )
         rep = Reporter(tmp_path / "m" / "metrics.jsonl", total_steps=10, start_step=0, configmap=cm)
         rep.log({"step": 1, "loss": 2.5, "tokens_per_second": 100.0})
         time.sleep(0.3)

@@ -30,17 +30,26 @@ def _wait_for_step(metrics: Path, proc: subprocess.Popen, step: int, timeout: fl
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("uninterrupted")
-    result = train(tmp, write_job(tmp / "job.yaml", hyperparameters={"maxSteps": STEPS},
-                                  checkpoint={"interval": 4, "keep": 2}))
+    result = train(
+        tmp,
+        write_job(
+            tmp / "job.yaml", hyperparameters={"maxSteps": STEPS}, checkpoint={"interval": 4, "keep": 2}
+        ),
+    )
     assert result.returncode == 0, result.stderr
     return tmp
 
 
-def test_sigkill_then_restart_equals_an_uninterrupted_run_bit_for_bit(reference: Path, tmp_path: Path) -> None:
+def test_sigkill_then_restart_equals_an_uninterrupted_run_bit_for_bit(
+    reference: Path, tmp_path: Path
+) -> None:
     kill_at = random.Random().randint(5, STEPS - 2)  # after the first checkpoint (step 4)
-    job = write_job(tmp_path / "job.yaml", hyperparameters={"maxSteps": STEPS}, checkpoint={"interval": 4, "keep": 2})
-    proc = subprocess.Popen(command(job), env=env(tmp_path), cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = write_job(
+        tmp_path / "job.yaml", hyperparameters={"maxSteps": STEPS}, checkpoint={"interval": 4, "keep": 2}
+    )
+    proc = subprocess.Popen(
+        command(job), env=env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         _wait_for_step(tmp_path / "ckpt" / "metrics.jsonl", proc, kill_at)
     finally:
@@ -62,9 +71,17 @@ def test_sigkill_then_restart_equals_an_uninterrupted_run_bit_for_bit(reference:
 
 
 def test_sigterm_checkpoints_at_the_next_step_and_exits_zero(tmp_path: Path) -> None:
-    job = write_job(tmp_path / "job.yaml", hyperparameters={"maxSteps": 10_000}, checkpoint={"interval": 1000})
-    proc = subprocess.Popen(command(job), env=env(tmp_path), cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    job = write_job(
+        tmp_path / "job.yaml", hyperparameters={"maxSteps": 10_000}, checkpoint={"interval": 1000}
+    )
+    proc = subprocess.Popen(
+        command(job),
+        env=env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_step(tmp_path / "ckpt" / "metrics.jsonl", proc, 3)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
@@ -83,7 +100,9 @@ def test_sigterm_checkpoints_at_the_next_step_and_exits_zero(tmp_path: Path) -> 
 
 
 def test_corrupted_or_partial_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path) -> None:
-    job = write_job(tmp_path / "job.yaml", hyperparameters={"maxSteps": 10}, checkpoint={"interval": 5, "keep": 3})
+    job = write_job(
+        tmp_path / "job.yaml", hyperparameters={"maxSteps": 10}, checkpoint={"interval": 5, "keep": 3}
+    )
     assert train(tmp_path, job).returncode == 0
     ckpt = tmp_path / "ckpt"
     newest = ckpt / "step-00000010"

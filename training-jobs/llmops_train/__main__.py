@@ -77,8 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         from . import distributed as D
         from .loop import TrainingFailed, run
 
-        cfg = resolve(job, output=args.output, checkpoint_dir=args.checkpoint_dir, max_steps=args.max_steps,
-                      device=args.device, cuda_available=torch.cuda.is_available())
+        cfg = resolve(
+            job,
+            output=args.output,
+            checkpoint_dir=args.checkpoint_dir,
+            max_steps=args.max_steps,
+            device=args.device,
+            cuda_available=torch.cuda.is_available(),
+        )
         d = D.init(cfg.device)
         if d.rank != 0:
             logging.getLogger().setLevel(logging.WARNING)

@@ -76,8 +76,13 @@ def _model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save(
-    root: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    trainer: dict[str, Any], d: D.Dist, sharded: bool,
+    root: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer: dict[str, Any],
+    d: D.Dist,
+    sharded: bool,
 ) -> Path:
     """Write checkpoint ``step`` collectively; every rank calls this. Returns its final path."""
     final, tmp = root / f"{PREFIX}{step:08d}", root / f"{TMP}{PREFIX}{step:08d}"
@@ -104,7 +109,9 @@ def save(
         for p in files:
             _fsync(p)
         manifest = {
-            "step": step, "format": "dcp" if sharded else "torch", "world_size": d.world,
+            "step": step,
+            "format": "dcp" if sharded else "torch",
+            "world_size": d.world,
             "files": {p.relative_to(tmp).as_posix(): _sha256(p) for p in files},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -150,9 +157,7 @@ def find_latest(root: Path) -> Path | None:
     return None
 
 
-def load(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, d: D.Dist
-) -> dict[str, Any]:
+def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, d: D.Dist) -> dict[str, Any]:
     """Restore model, optimizer and this rank's RNG; return the trainer state."""
     manifest = json.loads((path / "manifest.json").read_text())
     if manifest["format"] == "dcp":

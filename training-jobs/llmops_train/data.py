@@ -114,7 +114,9 @@ class BlockLoader:
         return self.position.epoch + self.position.index / (self.per_epoch * self.global_batch)
 
 
-def eval_batches(blocks: torch.Tensor, batch_size: int, rank: int, world: int, limit: int) -> list[torch.Tensor]:
+def eval_batches(
+    blocks: torch.Tensor, batch_size: int, rank: int, world: int, limit: int
+) -> list[torch.Tensor]:
     """A fixed slice of the validation set, the same count on every rank (no randomness: evaluation
     never shifts an RNG, which exact resume relies on)."""
     n = min(limit, len(blocks) // (batch_size * world))

@@ -32,7 +32,9 @@ def init(device_type: str) -> Dist:
     else:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", device_id=device if device_type == "cuda" else None)
+        dist.init_process_group(
+            "nccl" if device_type == "cuda" else "gloo", device_id=device if device_type == "cuda" else None
+        )
     return Dist(rank, world, local, device)
 
 

@@ -53,9 +53,6 @@ def seed_everything(seed: int, device: str) -> None:
     torch.manual_seed(seed)
     if device == "cpu":  # bit-exact resume on CPU; on GPUs we keep the fast kernels
         torch.use_deterministic_algorithms(True)
-        # Filling every fresh tensor with NaN (the debugging aid that comes with deterministic mode) costs
-        # up to several x on CPU; nothing here reads memory before writing it.
-        torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def load_tokenizer(cfg: RunConfig, inputs: Inputs, docs: list[str], d: D.Dist):
@@ -167,7 +164,14 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
     amp_dtype, use_scaler = precision(cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
-    state = {"step": 0, "best_eval": math.inf, "bad_evals": 0, "seconds": 0.0, "loss": None, "eval_loss": None}
+    state = {
+        "step": 0,
+        "best_eval": math.inf,
+        "bad_evals": 0,
+        "seconds": 0.0,
+        "loss": None,
+        "eval_loss": None,
+    }
     latest = D.broadcast(ckpt.find_latest(cfg.checkpoint_dir) if d.main else None)
     if latest is not None:
         trainer = ckpt.load(latest, model, optimizer, d)
@@ -183,8 +187,12 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
         reporter = Reporter(cfg.metrics_file, steps, state["step"], cm)
 
     def save() -> None:
-        trainer = {"scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                   "data": asdict(loader.position), "state": dict(state)}
+        trainer = {
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "data": asdict(loader.position),
+            "state": dict(state),
+        }
         path = ckpt.save(cfg.checkpoint_dir, state["step"], model, optimizer, trainer, d, sharded)
         if d.main:
             ckpt.prune(cfg.checkpoint_dir, spec.checkpoint.keep)
@@ -223,7 +231,11 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
                 last = micro == hp.gradient_accumulation - 1
                 if sharded:  # FSDP2: reduce-scatter gradients on the last micro-batch only
                     model.set_requires_gradient_sync(last)
-                sync = wrapped.no_sync() if (not last and hasattr(wrapped, "no_sync")) else contextlib.nullcontext()
+                sync = (
+                    wrapped.no_sync()
+                    if (not last and hasattr(wrapped, "no_sync"))
+                    else contextlib.nullcontext()
+                )
                 with sync:
                     with autocast():
                         loss = wrapped(input_ids=batch, labels=batch).loss / hp.gradient_accumulation
@@ -232,17 +244,26 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
             scaler.unscale_(optimizer)
             max_norm = hp.grad_clip if hp.grad_clip > 0 else math.inf
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # DTensor under FSDP
+            grad_norm = float(
+                norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+            )  # DTensor under FSDP
             bad_local = not (math.isfinite(loss_sum) and math.isfinite(grad_norm))
-            summed_loss, bad, stop_votes = D.all_sum([loss_sum, float(bad_local), float(stop.requested)], d.device)
+            summed_loss, bad, stop_votes = D.all_sum(
+                [loss_sum, float(bad_local), float(stop.requested)], d.device
+            )
             if bad and not use_scaler:  # with a scaler an inf gradient is routine: it skips and rescales
                 bad_steps += 1
                 optimizer.zero_grad(set_to_none=True)
-                log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)",
-                            state["step"] + 1, bad_steps)
+                log.warning(
+                    "step %d: non-finite loss or gradient, update skipped (%d in a row)",
+                    state["step"] + 1,
+                    bad_steps,
+                )
                 if bad_steps >= MAX_BAD_STEPS:
-                    raise TrainingFailed(f"loss was not finite for {bad_steps} steps in a row; "
-                                         f"last good checkpoint kept in {cfg.checkpoint_dir}")
+                    raise TrainingFailed(
+                        f"loss was not finite for {bad_steps} steps in a row; "
+                        f"last good checkpoint kept in {cfg.checkpoint_dir}"
+                    )
             else:
                 bad_steps = 0
                 scaler.step(optimizer)
@@ -256,9 +277,15 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
             state["loss"] = summed_loss / d.world
             step = state["step"]
 
-            record = {"step": step, "loss": round(state["loss"], 6), "lr": lr, "grad_norm": round(grad_norm, 4),
-                      "tokens_per_second": round(tokens_per_step / dt, 1), "epoch": round(loader.epochs_done, 4),
-                      "eta": format_eta(state["seconds"] / max(1, step) * (steps - step))}
+            record = {
+                "step": step,
+                "loss": round(state["loss"], 6),
+                "lr": lr,
+                "grad_norm": round(grad_norm, 4),
+                "tokens_per_second": round(tokens_per_step / dt, 1),
+                "epoch": round(loader.epochs_done, 4),
+                "eta": format_eta(state["seconds"] / max(1, step) * (steps - step)),
+            }
             early_stop = False
             if step % hp.eval_interval == 0 or step == steps:
                 eval_loss = evaluate()
@@ -283,7 +310,9 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
                 last_saved = step
             if done:
                 if early_stop and reporter:
-                    reporter.log({"event": "early_stopping", "step": step, "best_eval_loss": state["best_eval"]})
+                    reporter.log(
+                        {"event": "early_stopping", "step": step, "best_eval_loss": state["best_eval"]}
+                    )
                 break
 
         if last_saved != state["step"]:  # resumed at the end: nothing left to train
@@ -299,8 +328,15 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
     return phase
 
 
-def finish(cfg: RunConfig, model: torch.nn.Module, tokenizer, inputs: Inputs, d: D.Dist,
-           sharded: bool, reporter: Reporter | None) -> None:
+def finish(
+    cfg: RunConfig,
+    model: torch.nn.Module,
+    tokenizer,
+    inputs: Inputs,
+    d: D.Dist,
+    sharded: bool,
+    reporter: Reporter | None,
+) -> None:
     """Export the final model from rank 0 (FSDP shards are gathered into a plain CPU copy first)."""
     if sharded:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict

@@ -37,10 +37,20 @@ class ConfigMapReporter:
     """PATCHes ``data`` of the progress ConfigMap in a background thread; failures only warn (once)."""
 
     def __init__(
-        self, name: str, namespace: str, *, base_url: str | None = None, token: str | None = None,
-        ca_file: str | None = None, interval: float = 5.0, timeout: float = 2.0,
+        self,
+        name: str,
+        namespace: str,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        ca_file: str | None = None,
+        interval: float = 5.0,
+        timeout: float = 2.0,
     ):
-        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        host, port = (
+            os.environ.get("KUBERNETES_SERVICE_HOST"),
+            os.environ.get("KUBERNETES_SERVICE_PORT", "443"),
+        )
         self.url = f"{base_url or f'https://{host}:{port}'}/api/v1/namespaces/{namespace}/configmaps/{name}"
         if token is None and (SA_DIR / "token").is_file():
             token = (SA_DIR / "token").read_text().strip()
@@ -77,7 +87,9 @@ class ConfigMapReporter:
 
     def _patch(self, data: dict[str, str]) -> None:
         req = urllib.request.Request(
-            self.url, data=json.dumps({"data": data}).encode(), method="PATCH",
+            self.url,
+            data=json.dumps({"data": data}).encode(),
+            method="PATCH",
             headers={"Content-Type": "application/merge-patch+json"},
         )
         if self._token:
@@ -95,8 +107,14 @@ class ConfigMapReporter:
 class Reporter:
     """What rank 0 tells the world: JSON lines, the metrics file, a tqdm bar, the ConfigMap."""
 
-    def __init__(self, metrics_file: Path, total_steps: int, start_step: int,
-                 configmap: ConfigMapReporter | None = None, stream: TextIO | None = None):
+    def __init__(
+        self,
+        metrics_file: Path,
+        total_steps: int,
+        start_step: int,
+        configmap: ConfigMapReporter | None = None,
+        stream: TextIO | None = None,
+    ):
         metrics_file.parent.mkdir(parents=True, exist_ok=True)
         self._metrics = metrics_file.open("a", encoding="utf-8")
         self._stream = stream or sys.stdout
@@ -113,8 +131,13 @@ class Reporter:
         print(line, file=self._stream, flush=True)
         self._metrics.write(line + "\n")
         self._metrics.flush()
-        for key, field in (("step", "step"), ("loss", "loss"), ("eval_loss", "evalLoss"),
-                           ("tokens_per_second", "tokensPerSecond"), ("checkpoint", "lastCheckpoint")):
+        for key, field in (
+            ("step", "step"),
+            ("loss", "loss"),
+            ("eval_loss", "evalLoss"),
+            ("tokens_per_second", "tokensPerSecond"),
+            ("checkpoint", "lastCheckpoint"),
+        ):
             if key in record:
                 self.state[field] = record[key]
         if self._bar is not None and "loss" in record:
