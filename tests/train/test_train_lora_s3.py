@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +103,27 @@ def test_lora_from_s3_to_s3(s3, tmp_path: Path) -> None:
     assert not torch.equal(merged.state_dict()[q], base.state_dict()[q]), "adapters were not merged"
     tok = AutoTokenizer.from_pretrained(out)
     assert merged.generate(tok("The Fox", return_tensors="pt").input_ids, max_new_tokens=4).shape[1] > 2
+
+    # A new pod with an empty checkpoint volume resumes from the newest mirrored checkpoint (LoRA state).
+    shutil.rmtree(tmp_path / "ckpt")
+    assert main(["--job", str(job), "--device", "cpu", "--max-steps", "8"]) == 0
+    resumed = [json.loads(x) for x in (tmp_path / "ckpt" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in resumed if "loss" in r] == [7, 8]
+
+
+def test_preset_resumes_from_the_s3_mirror_with_its_own_tokenizer(s3, tmp_path: Path) -> None:
+    job = write_job(
+        tmp_path / "job.yaml",
+        hyperparameters={"maxSteps": 6},
+        checkpoint={"interval": 3, "keep": 1, "s3": "s3://bkt/ckpt"},
+    )
+    assert main(["--job", str(job), "--device", "cpu"]) == 0
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]}
+    assert "ckpt/step-00000006/tokenizer/tokenizer.json" in keys
+    tokenizer = (tmp_path / "ckpt" / "tokenizer" / "tokenizer.json").read_bytes()
+
+    shutil.rmtree(tmp_path / "ckpt")  # a new pod on scratch storage
+    assert main(["--job", str(job), "--device", "cpu", "--max-steps", "8"]) == 0
+    resumed = [json.loads(x) for x in (tmp_path / "ckpt" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in resumed if "loss" in r] == [7, 8]
+    assert (tmp_path / "ckpt" / "tokenizer" / "tokenizer.json").read_bytes() == tokenizer

@@ -8,11 +8,13 @@ Layout under the checkpoint directory::
         model.pt optimizer.pt  full state dicts (single process / DDP; LoRA: trainable weights only)
         dcp/                   torch.distributed.checkpoint shards instead, for FSDP
         trainer.pt             step, scheduler, data position, early-stopping state
+        tokenizer/             a preset's tokenizer, so a checkpoint fetched from S3 is self-contained
         rng-rank0.pt ...       python, numpy, torch and CUDA RNG states of each rank
 
 A checkpoint is built in ``.tmp-step-…``, every file fsynced, then renamed into place, so a crash or a
 second SIGTERM leaves either a whole checkpoint or a temporary directory that the next run deletes.
-A directory whose manifest is missing or whose checksums differ is skipped with a warning.
+A directory whose manifest is missing or whose checksums differ is skipped with a warning. With an S3
+mirror configured and no usable local checkpoint, the newest mirrored one that verifies is fetched.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def save(
     trainer: dict[str, Any],
     d: D.Dist,
     sharded: bool,
+    tokenizer_dir: Path | None = None,
 ) -> Path:
     """Write checkpoint ``step`` collectively; every rank calls this. Returns its final path."""
     final, tmp = root / f"{PREFIX}{step:08d}", root / f"{TMP}{PREFIX}{step:08d}"
@@ -103,6 +106,8 @@ def save(
     torch.save(rng_state(), tmp / f"rng-rank{d.rank}.pt")
     if d.main:
         torch.save(trainer, tmp / "trainer.pt")
+        if tokenizer_dir is not None:  # a preset's trained BPE travels with the weights (and to S3)
+            shutil.copytree(tokenizer_dir, tmp / "tokenizer")
     D.barrier()
     if d.main:
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
@@ -191,6 +196,39 @@ def prune(root: Path, keep: int) -> None:
             shutil.rmtree(path, ignore_errors=True)
     for old in complete[keep:]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def fetch_from_mirror(root: Path, s3_prefix: str) -> Path | None:
+    """The newest mirrored checkpoint that verifies, downloaded into ``root``; for when the volume holds
+    none (scratch storage, a new claim). Called by rank 0 only when no local checkpoint is usable."""
+    import boto3
+
+    from llmops import storage
+
+    base = s3_prefix.rstrip("/")
+    loc = storage.parse(base)
+    client = boto3.client("s3")
+    prefix = f"{loc.key}/{PREFIX}" if loc.key else PREFIX
+    names = set()
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=loc.bucket, Prefix=prefix, Delimiter="/"
+    ):
+        names.update(cp["Prefix"].rstrip("/").rsplit("/", 1)[-1] for cp in page.get("CommonPrefixes", []))
+    for name in sorted(names, reverse=True):
+        tmp = root / f"{TMP}{name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            storage.download_prefix(storage.parse(f"{base}/{name}"), tmp, client=client)
+            problem = verify(tmp)
+        except Exception as e:
+            problem = f"download failed: {e}"
+        if problem is None:
+            os.replace(tmp, root / name)
+            log.info("fetched checkpoint %s from %s", name, base)
+            return root / name
+        log.warning("skipping mirrored checkpoint %s/%s: %s", base, name, problem)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return None
 
 
 def mirror(path: Path, s3_prefix: str) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 import random
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -55,15 +56,20 @@ def seed_everything(seed: int, device: str) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def load_tokenizer(cfg: RunConfig, inputs: Inputs, docs: list[str], d: D.Dist):
-    """The base model's tokenizer, or a preset's BPE trained once by rank 0 and shared through disk."""
+def load_tokenizer(cfg: RunConfig, inputs: Inputs, docs: list[str], d: D.Dist, latest: Path | None):
+    """The base model's tokenizer, or a preset's BPE: taken from the checkpoint being resumed, else
+    trained once by rank 0; shared with the other ranks through the checkpoint directory."""
     if inputs.base_dir is not None:
         tok = AutoTokenizer.from_pretrained(inputs.base_dir)
     else:
         tok_dir = cfg.checkpoint_dir / "tokenizer"
         if d.main and not (tok_dir / "tokenizer.json").is_file():
             tmp = cfg.checkpoint_dir / ".tmp-tokenizer"
-            train_bpe(docs, PRESETS[cfg.spec.model.preset].vocab_size, tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+            if latest is not None and (latest / "tokenizer" / "tokenizer.json").is_file():
+                shutil.copytree(latest / "tokenizer", tmp)
+            else:
+                train_bpe(docs, PRESETS[cfg.spec.model.preset].vocab_size, tmp)
             tmp.rename(tok_dir)
         D.barrier()
         tok = AutoTokenizer.from_pretrained(tok_dir)
@@ -137,8 +143,16 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
     stop = StopFlag()
     seed_everything(hp.seed, cfg.device)
 
+    latest = None  # the checkpoint to resume from, found first: it also holds a preset's tokenizer
+    if d.main:
+        latest = ckpt.find_latest(cfg.checkpoint_dir)
+        if latest is None and spec.checkpoint.s3:
+            cfg.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            latest = ckpt.fetch_from_mirror(cfg.checkpoint_dir, spec.checkpoint.s3)
+    latest = D.broadcast(latest)
+
     docs = data_mod.read_documents(inputs.train_files, spec.data.format, spec.data.text_field)
-    tokenizer = load_tokenizer(cfg, inputs, docs, d)
+    tokenizer = load_tokenizer(cfg, inputs, docs, d, latest)
     blocks = data_mod.pack(docs, tokenizer, hp.sequence_length)
     if inputs.validation_files is not None:
         val_docs = data_mod.read_documents(inputs.validation_files, spec.data.format, spec.data.text_field)
@@ -172,7 +186,6 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
         "loss": None,
         "eval_loss": None,
     }
-    latest = D.broadcast(ckpt.find_latest(cfg.checkpoint_dir) if d.main else None)
     if latest is not None:
         trainer = ckpt.load(latest, model, optimizer, d)
         scheduler.load_state_dict(trainer["scheduler"])
@@ -193,7 +206,8 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
             "data": asdict(loader.position),
             "state": dict(state),
         }
-        path = ckpt.save(cfg.checkpoint_dir, state["step"], model, optimizer, trainer, d, sharded)
+        tok_dir = cfg.checkpoint_dir / "tokenizer" if inputs.base_dir is None else None
+        path = ckpt.save(cfg.checkpoint_dir, state["step"], model, optimizer, trainer, d, sharded, tok_dir)
         if d.main:
             ckpt.prune(cfg.checkpoint_dir, spec.checkpoint.keep)
             if spec.checkpoint.s3:
