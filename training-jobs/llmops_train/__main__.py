@@ -11,6 +11,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch-free at import time: a bad manifest must fail fast
+    from .config import RunConfig
+    from .distributed import Dist
+    from .loop import Inputs
 
 PROG = "llmops-train"
 
@@ -25,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def locate_inputs(cfg, d):
+def locate_inputs(cfg: RunConfig, d: Dist) -> Inputs:
     """Resolve (download on rank 0 first) and check data and model before anything heavy."""
     from llmops import storage
 

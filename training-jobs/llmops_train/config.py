@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from llmops_operator.api import SpecError, TrainingJob, load
+from llmops_operator.api.training import Hyperparameters, TrainingJobSpec
 
 
 class InputError(Exception):
@@ -32,11 +33,11 @@ class RunConfig:
     namespace: str
 
     @property
-    def spec(self):
+    def spec(self) -> TrainingJobSpec:
         return self.job.spec
 
     @property
-    def hp(self):
+    def hp(self) -> Hyperparameters:
         return self.job.spec.hyperparameters
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from .config import InputError
 
@@ -53,7 +54,7 @@ def read_documents(files: list[Path], fmt: str, text_field: str) -> list[str]:
     return docs
 
 
-def pack(docs: list[str], tokenizer, seq_len: int) -> torch.Tensor:
+def pack(docs: list[str], tokenizer: PreTrainedTokenizerBase, seq_len: int) -> torch.Tensor:
     """Concatenate documents separated by EOS and cut the stream into [n, seq_len] blocks (rest dropped)."""
     eos = tokenizer.eos_token_id
     ids: list[int] = []

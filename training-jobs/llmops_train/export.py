@@ -12,12 +12,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from llmops import storage
 
 
-def save_hf(model: torch.nn.Module, tokenizer, out: Path) -> None:
+def save_hf(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload"):  # peft
         model.save_pretrained(out / "adapter")
@@ -32,7 +32,9 @@ def save_hf(model: torch.nn.Module, tokenizer, out: Path) -> None:
     gen.save_pretrained(out)
 
 
-def export(model: torch.nn.Module, tokenizer, location: str, cache_dir: Path | None) -> str:
+def export(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, location: str, cache_dir: Path | None
+) -> str:
     """Save to ``location`` (dir, pvc:// or s3://); returns where it went."""
     loc = storage.parse(location)
     if loc.scheme == "s3":

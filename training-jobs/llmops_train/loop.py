@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from llmops_operator.api.presets import PRESETS
 
@@ -56,7 +56,9 @@ def seed_everything(seed: int, device: str) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def load_tokenizer(cfg: RunConfig, inputs: Inputs, docs: list[str], d: D.Dist, latest: Path | None):
+def load_tokenizer(
+    cfg: RunConfig, inputs: Inputs, docs: list[str], d: D.Dist, latest: Path | None
+) -> PreTrainedTokenizerBase:
     """The base model's tokenizer, or a preset's BPE: taken from the checkpoint being resumed, else
     trained once by rank 0; shared with the other ranks through the checkpoint directory."""
     if inputs.base_dir is not None:
@@ -78,7 +80,7 @@ def load_tokenizer(cfg: RunConfig, inputs: Inputs, docs: list[str], d: D.Dist, l
     return tok
 
 
-def make_model(cfg: RunConfig, inputs: Inputs, tokenizer) -> torch.nn.Module:
+def make_model(cfg: RunConfig, inputs: Inputs, tokenizer: PreTrainedTokenizerBase) -> torch.nn.Module:
     if inputs.base_dir is not None:
         return load_base(inputs.base_dir, cfg.spec.model.lora)
     return build_preset(cfg.spec.model.preset, tokenizer, cfg.hp.seed)
@@ -345,7 +347,7 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
 def finish(
     cfg: RunConfig,
     model: torch.nn.Module,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     inputs: Inputs,
     d: D.Dist,
     sharded: bool,

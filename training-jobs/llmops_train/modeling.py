@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from llmops_operator.api.presets import PRESETS
 
@@ -23,7 +23,7 @@ def check_base_dir(path: Path, seq_len: int) -> None:
         raise InputError(f"sequenceLength {seq_len} exceeds the model's max_position_embeddings {limit}")
 
 
-def build_preset(name: str, tokenizer, seed: int) -> LlamaForCausalLM:
+def build_preset(name: str, tokenizer: PreTrainedTokenizerBase, seed: int) -> LlamaForCausalLM:
     """Initialise a preset from ``seed`` so every rank (and every restart) starts from the same weights."""
     kwargs = PRESETS[name].llama_config() | {"vocab_size": len(tokenizer)}
     config = LlamaConfig(
