@@ -236,7 +236,7 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
 
     try:
         model.train()
-        phase, bad_steps, last_saved = "Succeeded", 0, state["step"] if latest else -1
+        phase, bad_steps = "Succeeded", 0
         budget = spec.hyperparameters.max_seconds
         tokens_per_step = hp.batch_size * hp.sequence_length * hp.gradient_accumulation * d.world
         while state["step"] < steps:
@@ -263,11 +263,12 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
             grad_norm = float(
                 norm.full_tensor() if hasattr(norm, "full_tensor") else norm
             )  # DTensor under FSDP
-            bad_local = not (math.isfinite(loss_sum) and math.isfinite(grad_norm))
+            # With a grad scaler an inf gradient is routine (it skips the step and rescales); a bad loss is not.
+            bad_local = not math.isfinite(loss_sum) or (not use_scaler and not math.isfinite(grad_norm))
             summed_loss, bad, stop_votes = D.all_sum(
                 [loss_sum, float(bad_local), float(stop.requested)], d.device
             )
-            if bad and not use_scaler:  # with a scaler an inf gradient is routine: it skips and rescales
+            if bad:
                 bad_steps += 1
                 optimizer.zero_grad(set_to_none=True)
                 log.warning(
@@ -323,7 +324,6 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
             # During a streak of skipped updates the periodic checkpoint waits, so the newest stays a good one.
             if (step % spec.checkpoint.interval == 0 and bad_steps == 0) or done:
                 save()
-                last_saved = step
             if done:
                 if early_stop and reporter:
                     reporter.log(
@@ -331,8 +331,6 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
                     )
                 break
 
-        if last_saved != state["step"]:  # resumed at the end: nothing left to train
-            save()
         if phase == "Succeeded":
             finish(cfg, model, tokenizer, inputs, d, sharded, reporter)
     except BaseException:  # the ConfigMap should say Failed, not stay Running
