@@ -1,0 +1,67 @@
+"""End to end on CPU: a tiny preset learns the shipped corpus and its export loads and generates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tests.train.helpers import losses, metrics, train, write_job
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("run")
+    job = write_job(tmp / "job.yaml", hyperparameters={"maxSteps": 40})
+    result = train(tmp, job)
+    assert result.returncode == 0, result.stderr
+    return tmp
+
+
+def test_loss_falls_clearly(trained: Path) -> None:
+    by_step = losses(trained / "ckpt" / "metrics.jsonl")
+    assert sorted(by_step) == list(range(1, 41))
+    first, last = sum(by_step[s] for s in (1, 2, 3)) / 3, sum(by_step[s] for s in (38, 39, 40)) / 3
+    assert last < first - 2.0, (first, last)  # ln(1024) ~ 6.9 at the start
+
+
+def test_metrics_lines_have_the_documented_fields(trained: Path) -> None:
+    records = metrics(trained / "ckpt" / "metrics.jsonl")
+    step = next(r for r in records if r.get("step") == 10 and "loss" in r)
+    assert {"time", "loss", "lr", "grad_norm", "tokens_per_second", "epoch", "eta", "eval_loss"} <= set(step)
+    events = {r.get("event") for r in records}
+    assert {"checkpoint", "exported"} <= events
+
+
+def test_keeps_the_last_k_checkpoints_and_the_tokenizer(trained: Path) -> None:
+    names = sorted(p.name for p in (trained / "ckpt").iterdir())
+    assert names == ["metrics.jsonl", "step-00000035", "step-00000040", "tokenizer"]
+    manifest = json.loads((trained / "ckpt" / "step-00000040" / "manifest.json").read_text())
+    assert manifest["step"] == 40 and manifest["format"] == "torch"
+    assert {"model.pt", "optimizer.pt", "trainer.pt", "rng-rank0.pt"} <= set(manifest["files"])
+
+
+def test_export_loads_with_transformers_and_generates(trained: Path) -> None:
+    out = trained / "pvc" / "out" / "model"
+    assert (out / "model.safetensors").is_file() and (out / "generation_config.json").is_file()
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    ids = tok("The Fox and the", return_tensors="pt").input_ids
+    with torch.no_grad():
+        gen = model.generate(ids, max_new_tokens=8, do_sample=False)
+    assert gen.shape[1] == ids.shape[1] + 8
+    assert tok.decode(gen[0], skip_special_tokens=True).startswith("The Fox and the")
+    # The tokenizer shipped with the model is the one trained for it (same ids as in the checkpoint dir).
+    ref = AutoTokenizer.from_pretrained(trained / "ckpt" / "tokenizer")
+    assert ref("The Fox").input_ids == tok("The Fox").input_ids
+
+
+def test_a_finished_run_restarted_only_re_exports(trained: Path) -> None:
+    job = trained / "job.yaml"
+    result = train(trained, job)
+    assert result.returncode == 0, result.stderr
+    assert "resumed from" in result.stderr and "step-00000040" in result.stderr
+    assert max(losses(trained / "ckpt" / "metrics.jsonl")) == 40

@@ -1,0 +1,121 @@
+"""``python -m llmops_train --job FILE`` (or under torchrun): check inputs, train, exit with a clear status.
+
+Exit codes: 0 success (also after a SIGTERM checkpoint: the next pod resumes), 2 bad input (reported
+before any heavy work), 1 a failure during training. Errors are one line on stderr:
+``llmops-train: error: <cause>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch-free at import time: a bad manifest must fail fast
+    from .config import RunConfig
+    from .distributed import Dist
+    from .loop import Inputs
+
+PROG = "llmops-train"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description="Train the model a TrainingJob manifest describes.")
+    p.add_argument("--job", type=Path, required=True, help="TrainingJob manifest (YAML)")
+    p.add_argument("--output", help="override spec.output.location (directory, pvc:// or s3://)")
+    p.add_argument("--checkpoint-dir", help="override $LLMOPS_CHECKPOINT_DIR (default /checkpoints)")
+    p.add_argument("--max-steps", type=int, help="override spec.hyperparameters.maxSteps")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    return p.parse_args(argv)
+
+
+def locate_inputs(cfg: RunConfig, d: Dist) -> Inputs:
+    """Resolve (download on rank 0 first) and check data and model before anything heavy."""
+    from llmops import storage
+
+    from . import distributed as D
+    from .config import InputError
+    from .data import check_nonempty
+    from .loop import Inputs
+    from .modeling import check_base_dir
+
+    spec = cfg.spec
+
+    def fetch(uri: str, what: str) -> Path:
+        try:
+            return storage.resolve(uri, cfg.cache_dir)
+        except (FileNotFoundError, ValueError) as e:
+            raise InputError(f"{what} {uri}: {e}") from None
+
+    def resolve_all() -> tuple[Path, Path | None, Path | None]:
+        train = fetch(spec.data.train, "data")
+        val = fetch(spec.data.validation, "validation data") if spec.data.validation else None
+        base = fetch(spec.model.base, "model") if spec.model.base else None
+        return train, val, base
+
+    if d.main:
+        paths = resolve_all()
+    D.barrier()
+    if not d.main:
+        paths = resolve_all()
+    train, val, base = paths
+    if base is not None:
+        check_base_dir(base, spec.hyperparameters.sequence_length)
+    return Inputs(
+        train_files=check_nonempty(train, "training"),
+        validation_files=check_nonempty(val, "validation") if val else None,
+        base_dir=base,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
+    from .config import InputError, read_job, resolve
+
+    d = None
+    try:
+        job = read_job(args.job)  # before importing torch: a bad manifest fails in well under a second
+        import torch
+
+        from . import distributed as D
+        from .loop import TrainingFailed, run
+
+        cfg = resolve(
+            job,
+            output=args.output,
+            checkpoint_dir=args.checkpoint_dir,
+            max_steps=args.max_steps,
+            device=args.device,
+            cuda_available=torch.cuda.is_available(),
+        )
+        d = D.init(cfg.device)
+        if d.rank != 0:
+            logging.getLogger().setLevel(logging.WARNING)
+        inputs = locate_inputs(cfg, d)
+        run(cfg, inputs, d)
+        return 0
+    except InputError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingFailed as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        logging.getLogger(PROG).exception("unexpected failure")
+        print(f"{PROG}: error: {type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
+        return 1
+    finally:
+        if d is not None:
+            from . import distributed as D
+
+            D.teardown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Write the final model in Hugging Face format where spec.output.location says.
+
+LoRA adapters are merged into the base weights for the exported model (what a server loads as-is) and
+also kept under ``adapter/``. A local or ``pvc://`` target is written to a sibling temporary directory
+and renamed, so readers never see half a model; ``s3://`` is written locally and uploaded with checks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig, PreTrainedTokenizerBase
+
+from llmops import storage
+
+
+def save_hf(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "merge_and_unload"):  # peft
+        model.save_pretrained(out / "adapter")
+        model = model.merge_and_unload()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    gen = model.generation_config if model.generation_config is not None else GenerationConfig()
+    if gen.eos_token_id is None:
+        gen.eos_token_id = tokenizer.eos_token_id
+    if gen.bos_token_id is None:
+        gen.bos_token_id = tokenizer.bos_token_id
+    gen.save_pretrained(out)
+
+
+def export(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, location: str, cache_dir: Path | None
+) -> str:
+    """Save to ``location`` (dir, pvc:// or s3://); returns where it went."""
+    loc = storage.parse(location)
+    if loc.scheme == "s3":
+        with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+            save_hf(model, tokenizer, Path(tmp))
+            storage.upload_dir(Path(tmp), location)
+        return location
+    dest = storage.resolve(location)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_hf(model, tokenizer, tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return str(dest)

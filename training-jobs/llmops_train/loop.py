@@ -1,0 +1,365 @@
+"""The training loop: set up, resume, train, evaluate, checkpoint, export. Read top to bottom."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from llmops_operator.api.presets import PRESETS
+
+from . import checkpoint as ckpt
+from . import data as data_mod
+from . import distributed as D
+from .config import RunConfig
+from .export import export
+from .modeling import build_preset, load_base
+from .progress import ConfigMapReporter, Reporter, format_eta
+from .tokenizer import train_bpe
+
+log = logging.getLogger("llmops_train")
+MAX_BAD_STEPS = 5  # consecutive non-finite losses before giving up
+
+
+class TrainingFailed(Exception):
+    """A run that started but cannot go on (e.g. the loss diverged)."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Local paths of what the job reads, resolved and checked before any heavy work."""
+
+    train_files: list[Path]
+    validation_files: list[Path] | None
+    base_dir: Path | None
+
+
+# --- setup ---------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int, device: str) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if device == "cpu":  # bit-exact resume on CPU; on GPUs we keep the fast kernels
+        torch.use_deterministic_algorithms(True)
+
+
+def load_tokenizer(
+    cfg: RunConfig, inputs: Inputs, docs: list[str], d: D.Dist, latest: Path | None
+) -> PreTrainedTokenizerBase:
+    """The base model's tokenizer, or a preset's BPE: taken from the checkpoint being resumed, else
+    trained once by rank 0; shared with the other ranks through the checkpoint directory."""
+    if inputs.base_dir is not None:
+        tok = AutoTokenizer.from_pretrained(inputs.base_dir)
+    else:
+        tok_dir = cfg.checkpoint_dir / "tokenizer"
+        if d.main and not (tok_dir / "tokenizer.json").is_file():
+            tmp = cfg.checkpoint_dir / ".tmp-tokenizer"
+            shutil.rmtree(tmp, ignore_errors=True)
+            if latest is not None and (latest / "tokenizer" / "tokenizer.json").is_file():
+                shutil.copytree(latest / "tokenizer", tmp)
+            else:
+                train_bpe(docs, PRESETS[cfg.spec.model.preset].vocab_size, tmp)
+            tmp.rename(tok_dir)
+        D.barrier()
+        tok = AutoTokenizer.from_pretrained(tok_dir)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def make_model(cfg: RunConfig, inputs: Inputs, tokenizer: PreTrainedTokenizerBase) -> torch.nn.Module:
+    if inputs.base_dir is not None:
+        return load_base(inputs.base_dir, cfg.spec.model.lora)
+    return build_preset(cfg.spec.model.preset, tokenizer, cfg.hp.seed)
+
+
+def precision(cfg: RunConfig) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype, use a grad scaler): bf16 on CUDA, fp16 + scaler where bf16 is missing, fp32 on CPU."""
+    if cfg.device == "cpu" or cfg.hp.precision == "fp32":
+        return None, False
+    if cfg.hp.precision == "bf16" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16, False
+    return torch.float16, True
+
+
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (norms and biases are not decayed), as in nanoGPT."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.hp.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.hp.learning_rate, betas=(0.9, 0.95))
+
+
+def lr_lambda(warmup: int, total: int, floor: float) -> Callable[[int], float]:
+    """Linear warmup, then cosine decay to ``floor`` x the peak at the last step."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def total_steps(cfg: RunConfig, micro_per_epoch: int) -> int:
+    per_epoch = max(1, micro_per_epoch // cfg.hp.gradient_accumulation)
+    limits = [cfg.max_steps] if cfg.max_steps else []
+    if cfg.hp.epochs:
+        limits.append(max(1, math.ceil(cfg.hp.epochs * per_epoch)))
+    return min(limits) if limits else per_epoch
+
+
+class StopFlag:
+    """SIGTERM (node drain, spot reclaim) asks for a checkpoint at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
+    """Train to completion (or a stop request); returns the final phase."""
+    hp, spec = cfg.hp, cfg.spec
+    stop = StopFlag()
+    seed_everything(hp.seed, cfg.device)
+
+    latest = None  # the checkpoint to resume from, found first: it also holds a preset's tokenizer
+    if d.main:
+        latest = ckpt.find_latest(cfg.checkpoint_dir)
+        if latest is None and spec.checkpoint.s3:
+            cfg.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            latest = ckpt.fetch_from_mirror(cfg.checkpoint_dir, spec.checkpoint.s3)
+    latest = D.broadcast(latest)
+
+    docs = data_mod.read_documents(inputs.train_files, spec.data.format, spec.data.text_field)
+    tokenizer = load_tokenizer(cfg, inputs, docs, d, latest)
+    blocks = data_mod.pack(docs, tokenizer, hp.sequence_length)
+    if inputs.validation_files is not None:
+        val_docs = data_mod.read_documents(inputs.validation_files, spec.data.format, spec.data.text_field)
+        train_blocks, val_blocks = blocks, data_mod.pack(val_docs, tokenizer, hp.sequence_length)
+    else:
+        train_blocks, val_blocks = data_mod.split(blocks, spec.data.validation_split, hp.seed)
+    loader = data_mod.BlockLoader(train_blocks, hp.batch_size, d.rank, d.world, hp.seed)
+    evals = data_mod.eval_batches(val_blocks, hp.batch_size, d.rank, d.world, hp.eval_batches)
+    steps = total_steps(cfg, loader.per_epoch)
+
+    model = make_model(cfg, inputs, tokenizer).to(d.device)
+    if hp.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    sharded = hp.strategy == "fsdp" and d.world > 1
+    wrapped = D.wrap(model, hp.strategy, d)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(hp.warmup_steps, steps, hp.min_learning_rate_ratio)
+    )
+    if hp.compile:
+        wrapped = torch.compile(wrapped)
+    amp_dtype, use_scaler = precision(cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    state = {
+        "step": 0,
+        "best_eval": math.inf,
+        "bad_evals": 0,
+        "seconds": 0.0,
+        "loss": None,
+        "eval_loss": None,
+    }
+    if latest is not None:
+        trainer = ckpt.load(latest, model, optimizer, d)
+        scheduler.load_state_dict(trainer["scheduler"])
+        scaler.load_state_dict(trainer["scaler"])
+        loader.load_position(data_mod.Position(**trainer["data"]))
+        state.update(trainer["state"])
+        log.info("resumed from %s at step %d", latest, state["step"])
+
+    reporter = None
+    if d.main:
+        cm = ConfigMapReporter(cfg.progress_configmap, cfg.namespace) if cfg.progress_configmap else None
+        reporter = Reporter(cfg.metrics_file, steps, state["step"], cm)
+
+    def save() -> None:
+        trainer = {
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "data": asdict(loader.position),
+            "state": dict(state),
+        }
+        tok_dir = cfg.checkpoint_dir / "tokenizer" if inputs.base_dir is None else None
+        path = ckpt.save(cfg.checkpoint_dir, state["step"], model, optimizer, trainer, d, sharded, tok_dir)
+        if d.main:
+            ckpt.prune(cfg.checkpoint_dir, spec.checkpoint.keep)
+            if spec.checkpoint.s3:
+                ckpt.mirror(path, spec.checkpoint.s3)
+            reporter.log({"event": "checkpoint", "step": state["step"], "checkpoint": str(path)})
+
+    def evaluate() -> float | None:
+        if not evals:
+            return None
+        model.eval()
+        total = 0.0
+        with torch.no_grad(), autocast():
+            for batch in evals:
+                batch = batch.to(d.device)
+                total += wrapped(input_ids=batch, labels=batch).loss.item()
+        model.train()
+        summed, count = D.all_sum([total, len(evals)], d.device)
+        return summed / count
+
+    def autocast():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(d.device.type, dtype=amp_dtype)
+
+    try:
+        model.train()
+        phase, bad_steps = "Succeeded", 0
+        budget = spec.hyperparameters.max_seconds
+        tokens_per_step = hp.batch_size * hp.sequence_length * hp.gradient_accumulation * d.world
+        while state["step"] < steps:
+            t0 = time.perf_counter()
+            loss_sum = 0.0
+            for micro in range(hp.gradient_accumulation):
+                batch = loader.next_batch().to(d.device, non_blocking=True)
+                last = micro == hp.gradient_accumulation - 1
+                if sharded:  # FSDP2: reduce-scatter gradients on the last micro-batch only
+                    model.set_requires_gradient_sync(last)
+                sync = (
+                    wrapped.no_sync()
+                    if (not last and hasattr(wrapped, "no_sync"))
+                    else contextlib.nullcontext()
+                )
+                with sync:
+                    with autocast():
+                        loss = wrapped(input_ids=batch, labels=batch).loss / hp.gradient_accumulation
+                    scaler.scale(loss).backward()
+                loss_sum += loss.detach().float().item()
+            scaler.unscale_(optimizer)
+            max_norm = hp.grad_clip if hp.grad_clip > 0 else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            grad_norm = float(
+                norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+            )  # DTensor under FSDP
+            # With a grad scaler an inf gradient is routine (it skips the step and rescales); a bad loss is not.
+            bad_local = not math.isfinite(loss_sum) or (not use_scaler and not math.isfinite(grad_norm))
+            summed_loss, bad, stop_votes = D.all_sum(
+                [loss_sum, float(bad_local), float(stop.requested)], d.device
+            )
+            if bad:
+                bad_steps += 1
+                optimizer.zero_grad(set_to_none=True)
+                log.warning(
+                    "step %d: non-finite loss or gradient, update skipped (%d in a row)",
+                    state["step"] + 1,
+                    bad_steps,
+                )
+                if bad_steps >= MAX_BAD_STEPS:
+                    raise TrainingFailed(
+                        f"loss was not finite for {bad_steps} steps in a row; "
+                        f"last good checkpoint kept in {cfg.checkpoint_dir}"
+                    )
+            else:
+                bad_steps = 0
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            state["step"] += 1
+            dt = time.perf_counter() - t0
+            state["seconds"] += dt
+            state["loss"] = summed_loss / d.world
+            step = state["step"]
+
+            record = {
+                "step": step,
+                "loss": round(state["loss"], 6),
+                "lr": lr,
+                "grad_norm": round(grad_norm, 4),
+                "tokens_per_second": round(tokens_per_step / dt, 1),
+                "epoch": round(loader.epochs_done, 4),
+                "eta": format_eta(state["seconds"] / max(1, step) * (steps - step)),
+            }
+            early_stop = False
+            if step % hp.eval_interval == 0 or step == steps:
+                eval_loss = evaluate()
+                if eval_loss is not None:
+                    record["eval_loss"] = state["eval_loss"] = round(eval_loss, 6)
+                    es = hp.early_stopping
+                    if eval_loss < state["best_eval"] - (es.min_delta if es else 0.0):
+                        state["best_eval"], state["bad_evals"] = eval_loss, 0
+                    else:
+                        state["bad_evals"] += 1
+                    early_stop = es is not None and state["bad_evals"] >= es.patience
+            if reporter:
+                reporter.log(record)
+
+            out_of_time = budget is not None and state["seconds"] >= budget
+            if stop_votes:
+                phase = "Interrupted"
+            done = step == steps or early_stop or out_of_time or stop_votes
+            # During a streak of skipped updates the periodic checkpoint waits, so the newest stays a good one.
+            if (step % spec.checkpoint.interval == 0 and bad_steps == 0) or done:
+                save()
+            if done:
+                if early_stop and reporter:
+                    reporter.log(
+                        {"event": "early_stopping", "step": step, "best_eval_loss": state["best_eval"]}
+                    )
+                break
+
+        if phase == "Succeeded":
+            finish(cfg, model, tokenizer, inputs, d, sharded, reporter)
+    except BaseException:  # the ConfigMap should say Failed, not stay Running
+        if reporter:
+            reporter.close("Failed")
+        raise
+    if reporter:
+        reporter.close("Running" if phase == "Interrupted" else phase)
+    return phase
+
+
+def finish(
+    cfg: RunConfig,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    inputs: Inputs,
+    d: D.Dist,
+    sharded: bool,
+    reporter: Reporter | None,
+) -> None:
+    """Export the final model from rank 0 (FSDP shards are gathered into a plain CPU copy first)."""
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if d.main:
+            model = make_model(cfg, inputs, tokenizer)
+            model.load_state_dict(full)
+    if d.main:
+        where = export(model.cpu() if not sharded else model, tokenizer, cfg.output, cfg.cache_dir)
+        reporter.log({"event": "exported", "step": reporter.state["step"], "output": where})
+    D.barrier()
