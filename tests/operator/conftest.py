@@ -1,0 +1,8 @@
+"""Operator tests: short resync and retry periods so the emulator tests converge in seconds."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LLMOPS_OPERATOR_RESYNC_SECONDS", "1.5")
+os.environ.setdefault("LLMOPS_OPERATOR_CRD_RETRY_SECONDS", "1")
