@@ -47,7 +47,7 @@ def contains(current: Any, desired: Any) -> bool:
         return (
             isinstance(current, list)
             and len(current) == len(desired)
-            and all(contains(c, d) for c, d in zip(current, desired))
+            and all(contains(c, d) for c, d in zip(current, desired, strict=False))
         )
     return current == desired
 

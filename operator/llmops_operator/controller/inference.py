@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -162,10 +163,8 @@ async def poke_waiting(ns: str, training_job: str) -> None:
         ie.setdefault("kind", KIND)
         if ((ie.get("spec") or {}).get("model") or {}).get("fromTrainingJob") == training_job:
             cache.remember(ie)
-            try:
+            with contextlib.suppress(Outcome):
                 await reconcile(ns, ie["metadata"]["name"], "resync")
-            except Outcome:
-                pass
 
 
 @kopf.on.resume(GROUP, VERSION, "inferenceendpoints", id="resume-inferenceendpoint", registry=REGISTRY)

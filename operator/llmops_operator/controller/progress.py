@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 from typing import Any
@@ -23,7 +24,7 @@ def _parse_time(value: str | None) -> datetime.datetime | None:
 
 def format_duration(seconds: float) -> str:
     """1h12m, 3m20s, 45s — what kubectl users expect to read."""
-    s = max(0, int(math.ceil(seconds)))
+    s = max(0, math.ceil(seconds))
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     if h:
@@ -64,10 +65,8 @@ def from_configmap(
         return None
     out: dict[str, Any] = {}
     for key in INTS:
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             out[key] = int(float(data[key]))
-        except (KeyError, ValueError):
-            pass
     for key in FLOATS:
         try:
             value = float(data[key])
