@@ -6,3 +6,8 @@ import os
 
 os.environ.setdefault("LLMOPS_OPERATOR_RESYNC_SECONDS", "1.5")
 os.environ.setdefault("LLMOPS_OPERATOR_CRD_RETRY_SECONDS", "1")
+
+
+def pytest_configure(config):
+    # kmock 0.8 reads its bundled resources with a deprecated importlib call
+    config.addinivalue_line("filterwarnings", "ignore:read_binary is deprecated:DeprecationWarning")

@@ -209,3 +209,53 @@ async def running(
             emulator.faults = 0
             await op.stop()
             await cluster.close()
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return c
+    return {}
+
+
+TJ_API, IE_API = ("llmops.dev/v1alpha1", "trainingjobs"), ("llmops.dev/v1alpha1", "inferenceendpoints")
+PTJ = ("kubeflow.org/v1", "pytorchjobs")
+
+
+def training_job(name: str = "tiny", **spec: Any) -> dict[str, Any]:
+    base = {
+        "model": {"preset": "tiny"},
+        "data": {"train": "/opt/llmops/data/corpus.txt"},
+        "hyperparameters": {"maxSteps": 200, "batchSize": 8, "sequenceLength": 128},
+        "resources": {"accelerator": "cpu", "acceleratorsPerNode": 1, "cpu": "2", "memory": "2Gi"},
+        "checkpoint": {"volumeClaim": {"size": "1Gi", "accessMode": "ReadWriteOnce"}},
+        "output": {"location": f"pvc://{name}-checkpoints/model"},
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": base,
+    }
+
+
+def endpoint(name: str = "chat", **spec: Any) -> dict[str, Any]:
+    base = {
+        "model": {"location": "pvc://models/tiny-chat"},
+        "runtime": "llmops",
+        "resources": {"accelerator": "cpu", "cpu": "2", "memory": "4Gi"},
+        "replicas": {"min": 2, "max": 6},
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "InferenceEndpoint",
+        "metadata": {"name": name},
+        "spec": base,
+    }
+
+
+async def get_status(cluster: Cluster, api: tuple[str, str], name: str) -> dict[str, Any]:
+    obj = await cluster.get(*api, name)
+    return (obj or {}).get("status") or {}
