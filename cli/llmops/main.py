@@ -15,6 +15,7 @@ import yaml
 
 from . import __version__
 from .documents import Problem, parse, read, training_outputs
+from .operator_cmd import operator as operator_cmd
 
 
 def _fail(problems: list[Problem]) -> None:
@@ -118,5 +119,6 @@ def crds(directory: Path | None, check_dir: Path | None) -> None:
         click.echo("---\n".join(crd_files().values()), nl=False)
 
 
+cli.add_command(operator_cmd)
 if __name__ == "__main__":
     cli()
