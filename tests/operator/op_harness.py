@@ -28,6 +28,7 @@ GROUP_VERSION = "llmops.dev/v1alpha1"
 OURS = {"trainingjobs": "TrainingJob", "inferenceendpoints": "InferenceEndpoint"}
 VERBS = ["get", "list", "watch", "create", "patch", "update", "delete"]
 TEST_AGENT = "llmops-tests"
+SEEN: list[tuple[str, str, str]] = []  # every operator request of every emulator run in this session
 
 
 class FaultyEmulator(kmock.KubernetesEmulator):
@@ -209,6 +210,7 @@ async def running(
             emulator.faults = 0
             await op.stop()
             await cluster.close()
+            SEEN.extend(emulator.log)
 
 
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
