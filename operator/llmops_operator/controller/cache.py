@@ -18,6 +18,24 @@ def key_of(obj: dict[str, Any]) -> Key:
     return (obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""))
 
 
+# Kinds that operator watches (see ``watch.CHILDREN``): their cache entries follow the cluster.
+WATCHED = {
+    "PyTorchJob",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "Service",
+    "ConfigMap",
+}
+
+
+def current(child: dict[str, Any], cause: str) -> dict[str, Any] | None:
+    """The cached state of a child, unless the periodic pass must look for itself (unwatched kinds)."""
+    if cause == "resync" and child.get("kind") not in WATCHED:
+        return None
+    return _store.get(key_of(child))
+
+
 def remember(obj: dict[str, Any] | None) -> None:
     if obj and obj.get("kind") and (obj.get("metadata") or {}).get("name"):
         _store[key_of(obj)] = obj

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from . import kube
+from . import cache, kube
 
 Action = Literal["created", "updated", "unchanged"]
 MANAGED_BY = {"app.kubernetes.io/managed-by": "llmops-operator"}
@@ -59,21 +59,30 @@ def url_of(child: dict[str, Any], named: bool = True) -> str:
     )
 
 
-async def ensure(child: dict[str, Any], current: dict[str, Any] | None = None) -> Action:
-    """Make the (adopted) ``child`` exist as rendered. ``current`` saves a GET when the caller has it."""
-    if current is None:
+async def ensure(
+    child: dict[str, Any], current: dict[str, Any] | None = None, look_first: bool = False
+) -> Action:
+    """Make the (adopted) ``child`` exist as rendered.
+
+    ``current`` is what the watch last saw (None: unknown). Unknown children are created first and
+    read back only on 409 ("already exists"): one call for a new child, as a bare client would make.
+    ``look_first`` GETs instead, for children no watch tells us about (the periodic pass).
+    """
+    if current is None and look_first:
         current = await kube.get(url_of(child))
     if current is None:
         try:
-            await kube.create(url_of(child, named=False), child)
+            cache.remember(await kube.create(url_of(child, named=False), child))
             return "created"
         except kube.ApiError as e:
             if e.status != 409:
                 raise
-            current = await kube.get(url_of(child)) or {}
+            current = await kube.get(url_of(child))
+            if current is None:  # a conflict that was not there: try again on the next pass
+                raise
     if contains(current, child):
         return "unchanged"
-    await kube.patch(url_of(child), child)
+    cache.remember(await kube.patch(url_of(child), child))
     return "updated"
 
 

@@ -95,8 +95,10 @@ async def _reconcile(ns: str, name: str, cause: str) -> None:
     rendered = [children.adopt(c, body) for c in render.render(ie, config(), resolved)]
     actions: dict[str, str] = {}
     for child in rendered:
-        current = cache.seen(child["apiVersion"], child["kind"], ns, child["metadata"]["name"])
-        actions[f"{child['kind']}/{name}"] = await children.ensure(child, current)
+        current = cache.current(child, cause)
+        actions[f"{child['kind']}/{name}"] = await children.ensure(
+            child, current, look_first=cause == "resync"
+        )
     kinds = {(c["apiVersion"], c["kind"]) for c in rendered}
     for api_version, kind in OPTIONAL:
         if (api_version, kind) not in kinds and await _remove(api_version, kind, ns, name):
@@ -152,7 +154,7 @@ async def _status(
         ),
     }
     await status.write(body, new)
-    if phase != old.get("phase"):
+    if phase != old.get("phase") and old.get("phase") is not None:
         events.post(body, phase, f"the endpoint is {phase.lower()}: {message}", warning=phase == "Degraded")
 
 

@@ -92,8 +92,8 @@ async def _reconcile(ns: str, name: str, cause: str) -> None:
 
     actions: dict[str, str] = {}
     for child in rendered:
-        current = cache.seen(child["apiVersion"], child["kind"], ns, child["metadata"]["name"])
-        action = await children.ensure(child, current)
+        current = cache.current(child, cause)
+        action = await children.ensure(child, current, look_first=cause == "resync")
         actions[f"{child['kind']}/{child['metadata']['name']}"] = action
     announce(body, actions, cause)
     await _status(body, tj, rendered, actions)
@@ -143,7 +143,9 @@ async def _status(
         reconciling = (
             busy or phase == "Pending",
             "Progressing" if busy or phase == "Pending" else phase,
-            "creating children" if busy else ("waiting for the job to start" if phase == "Pending" else ""),
+            "waiting for the PyTorchJob to start"
+            if phase == "Pending"
+            else ("updating children" if busy else ""),
         )
     new: dict[str, Any] = {
         "observedGeneration": gen,
@@ -175,10 +177,10 @@ async def _status(
     if prog is not None:
         new["progress"] = prog
     await status.write(body, new)
-    if phase != old.get("phase"):
+    if phase != old.get("phase") and old.get("phase") not in (None, "Invalid"):
         events.post(body, phase, f"the training job is {phase.lower()}", warning=phase == "Failed")
-        if phase == "Succeeded":
-            await inference.poke_waiting(ns, name)
+    if phase == "Succeeded" and old.get("phase") != "Succeeded":
+        await inference.poke_waiting(ns, name)
 
 
 @kopf.on.resume(GROUP, VERSION, "trainingjobs", id="resume-trainingjob", registry=REGISTRY)
