@@ -14,7 +14,7 @@ DIR = Path(__file__).parents[2] / "manifests" / "operator"
 def docs():
     out = []
     for path in sorted(DIR.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
+        if path.name in ("kustomization.yaml", "peering.yaml"):
             continue
         out += [d for d in yaml.safe_load_all(path.read_text()) if d]
     return out
@@ -43,4 +43,12 @@ def test_deployment_is_restricted_and_probed_on_kopf_liveness():
 def test_kustomization_lists_every_manifest():
     kust = yaml.safe_load((DIR / "kustomization.yaml").read_text())
     listed = {Path(r).name for r in kust["resources"]}
-    assert {p.name for p in DIR.glob("*.yaml")} - {"kustomization.yaml"} <= listed
+    assert {p.name for p in DIR.glob("*.yaml")} - {"kustomization.yaml", "peering.yaml"} <= listed
+
+
+def test_peering_manifest_is_optional_and_valid():
+    peering = [d for d in yaml.safe_load_all((DIR / "peering.yaml").read_text()) if d]
+    for doc in peering:
+        if doc["apiVersion"] != "kopf.dev/v1":
+            kubernetes_validate.validate(doc, "1.30", strict=True)
+    assert {"get", "list", "watch", "patch"} == set(peering[2]["rules"][0]["verbs"])
