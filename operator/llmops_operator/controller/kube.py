@@ -104,7 +104,7 @@ def _session() -> aiohttp.ClientSession:
             base_url=conn.server.rstrip("/") + "/",
             headers=headers,
             connector=aiohttp.TCPConnector(ssl=ctx, limit=50),
-            timeout=aiohttp.ClientTimeout(total=30),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
         )
         _sessions[id(loop)] = session
     return session
