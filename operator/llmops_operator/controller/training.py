@@ -76,7 +76,7 @@ async def _reconcile(ns: str, name: str, cause: str) -> None:
             raise Outcome(INSTALL, permanent=False, delay=TUNABLES.crd_retry_seconds)
 
     rendered = [children.adopt(c, body) for c in render.render(tj, config())]
-    job = rendered[-1]
+    job = next(c for c in rendered if c["kind"] == "PyTorchJob")
     hashes = spec_hashes(body.get("spec") or {})
     job["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = json.dumps(hashes, sort_keys=True)
     n = names(name)
