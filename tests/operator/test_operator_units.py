@@ -118,3 +118,20 @@ def test_replica_state_and_selector():
     }
     assert replica_state(dep, 2)[:3] == ("Ready", True, "Available")
     assert selector_string({"b": "2", "a": "1"}) == "a=1,b=2"
+
+
+def test_kube_paths_plurals_and_recorded_calls():
+    from llmops_operator.controller import kube
+
+    assert kube.path("v1", "configmaps", "ns", "c") == "/api/v1/namespaces/ns/configmaps/c"
+    assert kube.path("apps/v1", "deployments", "ns") == "/apis/apps/v1/namespaces/ns/deployments"
+    assert kube.path("llmops.dev/v1alpha1", "trainingjobs", "ns", "t", "status").endswith(
+        "/trainingjobs/t/status"
+    )
+    assert kube.plural("PodDisruptionBudget") == "poddisruptionbudgets"
+    assert kube.plural("HorizontalPodAutoscaler") == "horizontalpodautoscalers"
+    assert kube.plural("PyTorchJob") == "pytorchjobs"
+    kube._record("PATCH", "/apis/llmops.dev/v1alpha1/namespaces/ns/trainingjobs/t/status", None)
+    kube._record("GET", "/apis/kubeflow.org/v1", None)  # discovery: not a resource call
+    assert ("patch", "llmops.dev", "trainingjobs", "status") in kube.CALLS
+    assert not any(c[1] == "kubeflow.org" and c[2] == "" for c in kube.CALLS)

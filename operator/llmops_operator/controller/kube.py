@@ -42,15 +42,26 @@ _connection: Connection | None = None
 _sessions: dict[int, aiohttp.ClientSession] = {}
 
 
-def configure(connection: Connection) -> None:
-    global _connection
-    _connection = connection
+_configured_explicitly = False
+
+
+def configure(connection: Connection, explicit: bool = True) -> None:
+    """Use ``connection`` from now on (tests and benchmarks pass one; else the environment's)."""
+    global _connection, _configured_explicitly
+    _connection, _configured_explicitly = connection, explicit
     _sessions.clear()
+
+
+def refresh() -> Connection:
+    """Credentials loaded again from the environment, unless a test or benchmark configured them."""
+    if not _configured_explicitly:
+        configure(from_environment(), explicit=False)
+    return connection()
 
 
 def connection() -> Connection:
     if _connection is None:
-        configure(from_environment())
+        configure(from_environment(), explicit=False)
     assert _connection is not None
     return _connection
 
@@ -133,7 +144,21 @@ def _record(method: str, url: str, params: dict[str, str] | None) -> None:
 
 
 async def request(method: str, url: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
-    """One API call; raises :class:`ApiError` on any status >= 400."""
+    """One API call; raises :class:`ApiError` on any status >= 400.
+
+    On 401 the credentials are loaded again once (rotated service-account tokens, expiring exec
+    tokens), as kopf does for its own connection by calling the login handler again.
+    """
+    try:
+        return await _request(method, url, body, params)
+    except ApiError as e:
+        if e.status != 401 or _connection is None or _configured_explicitly:
+            raise
+    refresh()
+    return await _request(method, url, body, params)
+
+
+async def _request(method: str, url: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
     _record(method, url, params)
     headers = {"Content-Type": MERGE} if method == "PATCH" else {}
     async with _session().request(method, url.lstrip("/"), json=body, params=params, headers=headers) as resp:

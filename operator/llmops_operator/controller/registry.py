@@ -16,8 +16,9 @@ PREFIX = "llmops.dev"
 
 @kopf.on.login(id="login", registry=REGISTRY)
 def login(**_: Any) -> kopf.ConnectionInfo:
-    """kopf connects with exactly what our own client uses (in-cluster or the kubeconfig)."""
-    c = kube.connection()
+    """kopf connects with what our own client uses (in-cluster or the kubeconfig), loaded afresh:
+    kopf calls this again on 401, when a token has rotated or expired."""
+    c = kube.refresh()
     return kopf.ConnectionInfo(
         server=c.server,
         token=c.token,
