@@ -101,15 +101,17 @@ async def _reconcile(ns: str, name: str, cause: str) -> None:
         )
     kinds = {(c["apiVersion"], c["kind"]) for c in rendered}
     for api_version, kind in OPTIONAL:
-        if (api_version, kind) not in kinds and await _remove(api_version, kind, ns, name):
+        if (api_version, kind) not in kinds and await _remove(api_version, kind, ns, name, cause):
             actions[f"{kind}/{name}"] = "deleted"
     announce(body, actions, cause)
     await _status(body, ie, rendered, actions, resolved)
 
 
-async def _remove(api_version: str, kind: str, ns: str, name: str) -> bool:
-    """Delete a child the spec no longer asks for, if we own it."""
-    current = await fetch(api_version, kube.plural(kind), kind, ns, name)
+async def _remove(api_version: str, kind: str, ns: str, name: str, cause: str) -> bool:
+    """Delete a child the spec no longer asks for, if we own it (watched kinds: the cache knows)."""
+    current = cache.seen(api_version, kind, ns, name)
+    if current is None and cause == "resync":
+        current = await fetch(api_version, kube.plural(kind), kind, ns, name)
     labels = ((current or {}).get("metadata") or {}).get("labels") or {}
     if current is None or labels.get("llmops.dev/inferenceendpoint") != name:
         return False
