@@ -16,6 +16,7 @@ import yaml
 from . import __version__
 from .documents import Problem, parse, read, training_outputs
 from .local import local
+from .operator_cmd import operator as operator_cmd
 
 
 def _fail(problems: list[Problem]) -> None:
@@ -120,6 +121,7 @@ def crds(directory: Path | None, check_dir: Path | None) -> None:
 
 
 cli.add_command(local)
+cli.add_command(operator_cmd)
 
 if __name__ == "__main__":
     cli()

@@ -1,0 +1,67 @@
+"""What the watches last saw, keyed by (apiVersion, kind, namespace, name): an informer, simplified.
+
+Reconciles read parents and children from here instead of GETting them; a miss falls back to a GET.
+A stale entry is harmless: the worst it causes is a create that meets 409 or an idempotent patch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Key = tuple[str, str, str, str]
+_store: dict[Key, dict[str, Any]] = {}
+flags: dict[str, bool] = {}  # facts learnt once per run, e.g. that the PyTorchJob CRD is served
+
+
+def key_of(obj: dict[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return (obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""))
+
+
+# Kinds that operator watches (see ``watch.CHILDREN``): their cache entries follow the cluster.
+WATCHED = {
+    "PyTorchJob",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "Service",
+    "ConfigMap",
+}
+
+
+def current(child: dict[str, Any], cause: str) -> dict[str, Any] | None:
+    """The cached state of a child, unless the periodic pass must look for itself (unwatched kinds)."""
+    if cause == "resync" and child.get("kind") not in WATCHED:
+        return None
+    return _store.get(key_of(child))
+
+
+def remember(obj: dict[str, Any] | None) -> None:
+    if obj and obj.get("kind") and (obj.get("metadata") or {}).get("name"):
+        _store[key_of(obj)] = obj
+
+
+def forget(obj: dict[str, Any]) -> None:
+    _store.pop(key_of(obj), None)
+
+
+def seen(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    return _store.get((api_version, kind, namespace, name))
+
+
+def of_kind(api_version: str, kind: str) -> list[dict[str, Any]]:
+    return [obj for (av, k, _, _), obj in list(_store.items()) if av == api_version and k == kind]
+
+
+def observe(event: dict[str, Any]) -> None:
+    """Feed one watch event."""
+    obj = event.get("object") or {}
+    if event.get("type") == "DELETED":
+        forget(obj)
+    else:
+        remember(obj)
+
+
+def clear() -> None:
+    _store.clear()
+    flags.clear()

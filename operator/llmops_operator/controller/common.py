@@ -1,0 +1,97 @@
+"""What both reconcilers share: reading objects, reporting invalid or stalled resources, announcing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from .. import api
+from . import cache, conditions, events, kube, status
+
+
+class Outcome(Exception):
+    """A reconcile that must stop here; the kopf handler turns it into kopf's error of the same kind."""
+
+    def __init__(self, message: str, permanent: bool, delay: float = 0) -> None:
+        super().__init__(message)
+        self.permanent, self.delay = permanent, delay
+
+    def to_kopf(self) -> Exception:
+        if self.permanent:
+            return kopf.PermanentError(str(self))
+        return kopf.TemporaryError(str(self), delay=self.delay)
+
+
+def clean(body: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a stored object that the API models read."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if meta.get(k)},
+        "spec": body.get("spec") or {},
+    }
+
+
+async def fetch(api_version: str, plural: str, kind: str, ns: str, name: str) -> dict[str, Any] | None:
+    """From the watch cache, else from the API."""
+    obj = cache.seen(api_version, kind, ns, name)
+    if obj is None:
+        obj = await kube.get(kube.path(api_version, plural, ns, name))
+        if obj is not None:
+            obj.setdefault("apiVersion", api_version)
+            obj.setdefault("kind", kind)
+        cache.remember(obj)
+    return obj
+
+
+async def invalid(body: dict[str, Any], error: api.SpecError) -> None:
+    """Stalled=True, reason InvalidSpec, the message naming each field; then stop (no retries)."""
+    message = "; ".join(f"{i.path}: {i.message}" for i in error.issues)
+    gen = body["metadata"].get("generation")
+    old = body.get("status") or {}
+    new = {
+        "observedGeneration": gen,
+        "phase": "Invalid",
+        "conditions": status.with_conditions(
+            old,
+            gen,
+            Ready=(False, "InvalidSpec", message),
+            Reconciling=(False, "InvalidSpec", "fix the spec; nothing is retried until it changes"),
+            Stalled=(True, "InvalidSpec", message),
+        ),
+    }
+    if await status.write(body, new):
+        events.post(body, "Invalid", message, warning=True)
+    raise Outcome(message, permanent=True)
+
+
+async def stalled(
+    body: dict[str, Any], reason: str, message: str, extra: dict[str, Any] | None = None
+) -> None:
+    gen = body["metadata"].get("generation")
+    old = body.get("status") or {}
+    new = {
+        "observedGeneration": gen,
+        "conditions": status.with_conditions(
+            old, gen, Stalled=(True, reason, message), Reconciling=(False, reason, message)
+        ),
+        **(extra or {}),
+    }
+    if not conditions.is_true(old.get("conditions") or [], "Ready"):
+        new["conditions"] = status.with_conditions(new, gen, Ready=(False, reason, message))
+    if await status.write(body, new):
+        events.post(body, reason, message, warning=True)
+
+
+def announce(body: dict[str, Any], actions: dict[str, str], cause: str) -> None:
+    """Events for the children this pass created, updated (spec change) or repaired (drift)."""
+    for verb in ("created", "updated", "deleted"):
+        done = [k for k, a in actions.items() if a == verb]
+        if not done:
+            continue
+        if verb == "updated" and cause != "update":
+            events.post(body, "Repaired", f"repaired {', '.join(done)}")
+        else:
+            events.post(body, verb.capitalize(), f"{verb} {', '.join(done)}")

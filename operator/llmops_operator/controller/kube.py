@@ -1,0 +1,206 @@
+"""The operator's own Kubernetes client: a small async JSON client over aiohttp.
+
+Every call goes through :meth:`Kube.request`, which records ``(verb, group, resource, subresource)``
+in :data:`CALLS` so the RBAC test can check that the ClusterRole covers each of them. Connection
+details come from :func:`configure` (tests) or :func:`from_environment` (in-cluster service account
+or the current kubeconfig); kopf logs in with the same details (see ``registry.login``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import ssl
+from typing import Any
+
+import aiohttp
+
+logger = logging.getLogger(__name__)
+
+MERGE = "application/merge-patch+json"
+CALLS: set[tuple[str, str, str, str]] = set()  # (verb, group, resource, subresource)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status, self.reason, self.message = status, reason, message
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    server: str
+    token: str | None = None
+    ca_path: str | None = None
+    cert_path: str | None = None
+    key_path: str | None = None
+    insecure: bool = False
+
+
+_connection: Connection | None = None
+_sessions: dict[int, aiohttp.ClientSession] = {}
+
+
+_configured_explicitly = False
+
+
+def configure(connection: Connection, explicit: bool = True) -> None:
+    """Use ``connection`` from now on (tests and benchmarks pass one; else the environment's)."""
+    global _connection, _configured_explicitly
+    _connection, _configured_explicitly = connection, explicit
+    _sessions.clear()
+
+
+def refresh() -> Connection:
+    """Credentials loaded again from the environment, unless a test or benchmark configured them."""
+    if not _configured_explicitly:
+        configure(from_environment(), explicit=False)
+    return connection()
+
+
+def connection() -> Connection:
+    if _connection is None:
+        configure(from_environment(), explicit=False)
+    assert _connection is not None
+    return _connection
+
+
+def from_environment() -> Connection:
+    """The in-cluster service account when there is one, else the current kubeconfig context."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    c = client.Configuration.get_default_copy()
+    token = (c.api_key or {}).get("authorization", "") or (c.api_key or {}).get("BearerToken", "")
+    token = token.removeprefix("Bearer ").strip() or None
+    return Connection(
+        server=c.host,
+        token=token,
+        ca_path=c.ssl_ca_cert,
+        cert_path=c.cert_file,
+        key_path=c.key_file,
+        insecure=not c.verify_ssl,
+    )
+
+
+def path(api_version: str, plural: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    p = base + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
+    return p + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
+
+
+def plural(kind: str) -> str:
+    lower = kind.lower()
+    return {"networkpolicy": "networkpolicies"}.get(lower, lower + ("es" if lower.endswith("s") else "s"))
+
+
+def _session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(id(loop))
+    if session is None or session.closed:
+        conn = connection()
+        ctx: ssl.SSLContext | bool = False
+        if conn.server.startswith("https"):
+            ctx = ssl.create_default_context(cafile=conn.ca_path)
+            if conn.cert_path:
+                ctx.load_cert_chain(conn.cert_path, conn.key_path)
+            if conn.insecure:
+                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
+        session = aiohttp.ClientSession(
+            base_url=conn.server.rstrip("/") + "/",
+            headers=headers,
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=50),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
+        )
+        _sessions[id(loop)] = session
+    return session
+
+
+async def close() -> None:
+    loop_id = id(asyncio.get_running_loop())
+    session = _sessions.pop(loop_id, None)
+    if session is not None:
+        await session.close()
+
+
+def _record(method: str, url: str, params: dict[str, str] | None) -> None:
+    parts = url.strip("/").split("/")
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if not rest:  # discovery: a non-resource URL every authenticated user may read
+        return
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        rest = rest[2:]
+    resource, name, sub = rest[0], (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else "")
+    verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "PUT": "update"}.get(method)
+    if verb is None:
+        verb = "watch" if (params or {}).get("watch") else ("get" if name else "list")
+    CALLS.add((verb, group, resource, sub))
+
+
+async def request(method: str, url: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
+    """One API call; raises :class:`ApiError` on any status >= 400.
+
+    On 401 the credentials are loaded again once (rotated service-account tokens, expiring exec
+    tokens), as kopf does for its own connection by calling the login handler again.
+    """
+    try:
+        return await _request(method, url, body, params)
+    except ApiError as e:
+        if e.status != 401 or _connection is None or _configured_explicitly:
+            raise
+    refresh()
+    return await _request(method, url, body, params)
+
+
+async def _request(method: str, url: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
+    _record(method, url, params)
+    headers = {"Content-Type": MERGE} if method == "PATCH" else {}
+    async with _session().request(method, url.lstrip("/"), json=body, params=params, headers=headers) as resp:
+        logger.debug("%s %s -> %s", method, url, resp.status)
+        try:
+            data = await resp.json(content_type=None)
+        except (ValueError, aiohttp.ContentTypeError):
+            data = None
+        if resp.status >= 400:
+            data = data if isinstance(data, dict) else {}
+            raise ApiError(resp.status, data.get("reason", resp.reason or ""), data.get("message", ""))
+        return data
+
+
+async def get(url: str) -> dict[str, Any] | None:
+    """The object, or None when it does not exist."""
+    try:
+        return await request("GET", url)
+    except ApiError as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+async def create(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await request("POST", url, body)
+
+
+async def patch(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await request("PATCH", url, body)
+
+
+async def list_(url: str) -> list[dict[str, Any]]:
+    return (await request("GET", url) or {}).get("items", [])
+
+
+async def served(api_version: str, plural_name: str) -> bool:
+    """Whether discovery lists ``plural_name`` in ``api_version`` (e.g. the PyTorchJob CRD is installed)."""
+    try:
+        doc = await request("GET", f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}")
+    except ApiError as e:
+        if e.status == 404:
+            return False
+        raise
+    return any(r.get("name") == plural_name for r in (doc or {}).get("resources", []))

@@ -1,0 +1,202 @@
+"""TrainingJob handlers: validate, render, ensure children, mirror the PyTorchJob and progress into status."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import kopf
+
+from .. import api, render
+from ..api import GROUP, VERSION
+from ..render.training import names
+from . import cache, children, conditions, events, inference, kube, progress, serial, status
+from .common import Outcome, announce, clean, fetch, invalid, stalled
+from .registry import REGISTRY
+from .settings import TUNABLES, config
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "TrainingJob"
+PYTORCHJOB = ("kubeflow.org/v1", "pytorchjobs")
+HASH_ANNOTATION = "llmops.dev/spec-hashes"
+# Fields that may change while the job runs; everything else is fixed once the PyTorchJob exists.
+MUTABLE = {"runPolicy"}
+INSTALL = (
+    "the Kubeflow training operator (PyTorchJob CRD kubeflow.org/v1) is not installed; install it with "
+    'kubectl apply --server-side -k "github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.9.0"'
+)
+
+
+def spec_hashes(spec: dict[str, Any]) -> dict[str, str]:
+    """A short hash per immutable top-level spec field, stored on the PyTorchJob."""
+    return {
+        k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:12]
+        for k, v in sorted(spec.items())
+        if k not in MUTABLE
+    }
+
+
+def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    return sorted(f"spec.{k}" for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def tokens_per_step(tj: api.TrainingJob) -> float:
+    hp, res = tj.spec.hyperparameters, tj.spec.resources
+    return float(
+        hp.batch_size * hp.gradient_accumulation * hp.sequence_length * res.nodes * res.accelerators_per_node
+    )
+
+
+def shape(tj: api.TrainingJob) -> str:
+    res = tj.spec.resources
+    return f"{res.nodes}x{res.accelerators_per_node} {res.accelerator}"
+
+
+async def reconcile(ns: str, name: str, cause: str = "resync") -> None:
+    await serial.coalesced((KIND, ns, name), lambda: _reconcile(ns, name, cause), must_run=cause != "watch")
+
+
+async def _reconcile(ns: str, name: str, cause: str) -> None:
+    body = await fetch(API_VERSION, "trainingjobs", KIND, ns, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        tj = api.load(clean(body))
+    except api.SpecError as e:
+        await invalid(body, e)
+        return
+    if not cache.flags.get("pytorchjob-crd"):
+        cache.flags["pytorchjob-crd"] = await kube.served(*PYTORCHJOB)
+        if not cache.flags["pytorchjob-crd"]:
+            await stalled(body, "TrainingOperatorMissing", INSTALL, {"phase": "Pending"})
+            raise Outcome(INSTALL, permanent=False, delay=TUNABLES.crd_retry_seconds)
+
+    rendered = [children.adopt(c, body) for c in render.render(tj, config())]
+    job = next(c for c in rendered if c["kind"] == "PyTorchJob")
+    hashes = spec_hashes(body.get("spec") or {})
+    job["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = json.dumps(hashes, sort_keys=True)
+    n = names(name)
+    current_job = await fetch("kubeflow.org/v1", "pytorchjobs", "PyTorchJob", ns, n["pytorchjob"])
+    if current_job is not None:
+        old_hashes = json.loads(
+            (current_job["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) or "{}"
+        )
+        changed = changed_fields(old_hashes, hashes) if old_hashes else []
+        if changed:
+            await _immutable(body, job, current_job, changed)
+            return
+
+    actions: dict[str, str] = {}
+    for child in rendered:
+        current = cache.current(child, cause)
+        action = await children.ensure(child, current, look_first=cause == "resync")
+        actions[f"{child['kind']}/{child['metadata']['name']}"] = action
+    announce(body, actions, cause)
+    await _status(body, tj, rendered, actions)
+
+
+async def _immutable(
+    body: dict[str, Any], job: dict[str, Any], current: dict[str, Any], changed: list[str]
+) -> None:
+    """Only runPolicy.suspend goes through to a started job; any other change is reported."""
+    suspend = job["spec"]["runPolicy"].get("suspend")
+    if suspend is not None and (current.get("spec", {}).get("runPolicy") or {}).get("suspend") != suspend:
+        await kube.patch(children.url_of(job), {"spec": {"runPolicy": {"suspend": suspend}}})
+    message = (
+        f"{', '.join(changed)} cannot change once the job has started; "
+        "revert the change, or delete and recreate the TrainingJob"
+    )
+    await stalled(body, "ImmutableField", message)
+
+
+async def _status(
+    body: dict[str, Any], tj: api.TrainingJob, rendered: list[dict[str, Any]], actions: dict[str, str]
+) -> None:
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    n = names(name)
+    old = body.get("status") or {}
+    gen = body["metadata"].get("generation")
+    job = cache.seen("kubeflow.org/v1", "PyTorchJob", ns, n["pytorchjob"]) or {}
+    job_status = job.get("status") or {}
+    phase = conditions.pytorchjob_phase(job_status)
+    busy = any(a != "unchanged" for a in actions.values())
+    if phase == "Succeeded":
+        succeeded = (
+            True,
+            "Succeeded",
+            conditions.pytorchjob_message(job_status, "Succeeded") or "training finished",
+        )
+        ready = (True, "Succeeded", f"the model is at {render.output_location(tj)}")
+        reconciling = (False, "Succeeded", "")
+    elif phase == "Failed":
+        message = conditions.pytorchjob_message(job_status, "Failed") or "the PyTorchJob failed"
+        succeeded = (False, "Failed", message)
+        ready = (False, "Failed", message)
+        reconciling = (False, "Failed", "")
+    else:
+        succeeded = ("Unknown", phase, f"the PyTorchJob is {phase.lower()}")
+        ready = (phase == "Running", phase, f"the PyTorchJob is {phase.lower()}")
+        reconciling = (
+            busy or phase == "Pending",
+            "Progressing" if busy or phase == "Pending" else phase,
+            "waiting for the PyTorchJob to start"
+            if phase == "Pending"
+            else ("updating children" if busy else ""),
+        )
+    new: dict[str, Any] = {
+        "observedGeneration": gen,
+        "phase": phase,
+        "shape": shape(tj),
+        "children": [children.ref(c) for c in rendered],
+        "conditions": status.with_conditions(
+            old,
+            gen,
+            Ready=ready,
+            Reconciling=reconciling,
+            Stalled=(False, "Reconciled", ""),
+            Succeeded=succeeded,
+        ),
+    }
+    start = job_status.get("startTime") or old.get("startTime")
+    if start is None and phase in ("Running", "Succeeded", "Failed"):
+        start = conditions.now()
+    if start:
+        new["startTime"] = start
+    if phase in ("Succeeded", "Failed"):
+        new["completionTime"] = (
+            job_status.get("completionTime") or old.get("completionTime") or conditions.now()
+        )
+    if phase == "Succeeded":
+        new["outputLocation"] = render.output_location(tj)
+    cm = cache.seen("v1", "ConfigMap", ns, n["progress"]) or {}
+    prog = progress.from_configmap(cm.get("data"), tokens_per_step(tj), start)
+    if prog is not None:
+        new["progress"] = prog
+    await status.write(body, new)
+    if phase != old.get("phase") and old.get("phase") not in (None, "Invalid"):
+        events.post(body, phase, f"the training job is {phase.lower()}", warning=phase == "Failed")
+    if phase == "Succeeded" and old.get("phase") != "Succeeded":
+        await inference.poke_waiting(ns, name)
+
+
+@kopf.on.resume(GROUP, VERSION, "trainingjobs", id="resume-trainingjob", registry=REGISTRY)
+@kopf.on.create(GROUP, VERSION, "trainingjobs", id="create-trainingjob", registry=REGISTRY)
+async def on_create(body: kopf.Body, **_: Any) -> None:
+    cache.remember(dict(body))
+    try:
+        await reconcile(body.metadata.namespace, body.metadata.name, "create")
+    except Outcome as e:
+        raise e.to_kopf() from None
+
+
+@kopf.on.update(GROUP, VERSION, "trainingjobs", id="update-trainingjob", registry=REGISTRY)
+async def on_update(body: kopf.Body, **_: Any) -> None:
+    cache.remember(dict(body))
+    try:
+        await reconcile(body.metadata.namespace, body.metadata.name, "update")
+    except Outcome as e:
+        raise e.to_kopf() from None

@@ -1,0 +1,52 @@
+"""`llmops operator run`: options, usage errors, lazy imports; kopf settings use our prefix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kopf
+from click.testing import CliRunner
+from llmops.main import cli
+from llmops_operator.controller import registry
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_help_lists_the_options():
+    out = CliRunner().invoke(cli, ["operator", "run", "--help"]).output
+    for option in (
+        "--namespace",
+        "--all-namespaces",
+        "--standalone",
+        "--peering",
+        "--liveness",
+        "--log-format",
+    ):
+        assert option in out
+
+
+def test_needs_a_scope():
+    result = CliRunner().invoke(cli, ["operator", "run"])
+    assert result.exit_code == 2 and "--all-namespaces" in result.output
+    result = CliRunner().invoke(cli, ["operator", "run", "-n", "a", "-A"])
+    assert result.exit_code == 2
+
+
+def test_the_cli_does_not_import_kopf_until_the_operator_runs():
+    code = "import sys, llmops.main; print('kopf' in sys.modules, 'kubernetes' in sys.modules)"
+    env_path = f"{ROOT / 'cli'}:{ROOT / 'operator'}"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={"PYTHONPATH": env_path}, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False False"
+
+
+def test_settings_use_our_annotation_prefix_and_post_events():
+    settings = kopf.OperatorSettings()
+    registry.configure(settings)
+    assert settings.persistence.progress_storage.prefix == "llmops.dev"
+    assert settings.persistence.diffbase_storage.prefix == "llmops.dev"
+    assert settings.persistence.diffbase_storage.key == "last-handled-configuration"
+    assert settings.posting.enabled is True

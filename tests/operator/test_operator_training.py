@@ -1,0 +1,255 @@
+"""TrainingJob end to end against the emulator: children, status, progress, updates, drift, errors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from llmops_operator import api, render
+from llmops_operator.controller import settings
+from op_harness import (
+    PTJ,
+    TJ_API,
+    condition,
+    declare_pytorchjobs,
+    eventually,
+    get_status,
+    running,
+    training_job,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+CHILD_APIS = {
+    "ServiceAccount": ("v1", "serviceaccounts"),
+    "ConfigMap": ("v1", "configmaps"),
+    "Role": ("rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
+    "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
+    "PyTorchJob": PTJ,
+}
+
+
+def rendered(doc):
+    doc = copy.deepcopy(doc)
+    doc["metadata"]["namespace"] = "default"
+    return render.render(api.load(doc), settings.config())
+
+
+async def test_create_makes_rendered_children_with_owner_references():
+    doc = training_job("tiny")
+    async with running() as (cluster, _op, _emu):
+        parent = await cluster.create(doc)
+        expected = rendered(doc)
+        await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
+        for child in expected:
+            got = await eventually(
+                lambda c=child: cluster.get(*CHILD_APIS[c["kind"]], c["metadata"]["name"]), what=child["kind"]
+            )
+            assert got["metadata"]["ownerReferences"] == [
+                {
+                    "apiVersion": "llmops.dev/v1alpha1",
+                    "kind": "TrainingJob",
+                    "name": "tiny",
+                    "uid": parent["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
+            assert got["metadata"]["labels"]["llmops.dev/trainingjob"] == "tiny"
+            assert got["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "llmops-operator"
+            # exactly what the renderer returned (plus owner references and our spec-hash annotation)
+            assert got.get("spec") == child.get("spec")
+            assert got.get("data") == child.get("data")
+            assert got.get("rules") == child.get("rules")
+        role = await cluster.get(*CHILD_APIS["Role"], "tiny-progress-writer")
+        assert role["rules"][0]["resourceNames"] == ["tiny-progress"]
+
+        st = await eventually(lambda: get_status(cluster, TJ_API, "tiny"), what="status")
+        assert st["phase"] == "Pending"
+        assert st["shape"] == "1x1 cpu"
+        assert st["observedGeneration"] == 1
+        assert condition({"status": st}, "Ready")["status"] == "False"
+        assert condition({"status": st}, "Stalled")["status"] == "False"
+        assert {c["kind"] for c in st["children"]} == {c["kind"] for c in expected}
+
+
+async def test_status_follows_the_pytorchjob_and_progress():
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("tiny"))
+        await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
+        running_conds = [
+            {"type": "Created", "status": "True"},
+            {"type": "Running", "status": "True", "message": "running"},
+        ]
+        await cluster.patch(*PTJ, "tiny", {"status": {"conditions": running_conds}}, sub="status")
+
+        async def is_running():
+            obj = await cluster.get(*TJ_API, "tiny")
+            return obj["status"]["phase"] == "Running" and condition(obj, "Ready")["status"] == "True"
+
+        await eventually(is_running, what="Running and Ready")
+
+        data = {
+            "step": "50",
+            "totalSteps": "200",
+            "loss": "2.5",
+            "evalLoss": "2.7",
+            "tokensPerSecond": "1024",
+            "lastCheckpoint": "step-50",
+            "updatedAt": "2026-01-01T00:00:00Z",
+            "phase": "training",
+        }
+        await cluster.patch("v1", "configmaps", "tiny-progress", {"data": data})
+
+        async def progressed():
+            st = await get_status(cluster, TJ_API, "tiny")
+            return st.get("progress", {}).get("step") == 50 and st["progress"]
+
+        progress = await eventually(progressed, what="status.progress")
+        assert progress["summary"] == "50/200"
+        assert progress["loss"] == 2.5 and progress["tokensPerSecond"] == 1024
+        # 150 steps left x (8 x 128 tokens per step) / 1024 tokens/s = 150 s
+        assert progress["eta"] == "2m30s"
+        assert progress["lastCheckpoint"] == "step-50"
+
+        done = [*running_conds, {"type": "Succeeded", "status": "True", "message": "done"}]
+        await cluster.patch(*PTJ, "tiny", {"status": {"conditions": done}}, sub="status")
+
+        async def succeeded():
+            obj = await cluster.get(*TJ_API, "tiny")
+            return obj["status"]["phase"] == "Succeeded" and condition(obj, "Succeeded")["status"] == "True"
+
+        await eventually(succeeded, what="Succeeded")
+        st = await get_status(cluster, TJ_API, "tiny")
+        assert st["outputLocation"] == "pvc://tiny-checkpoints/model"
+        assert st["completionTime"]
+        # the trainer's data survived every pass
+        cm = await cluster.get("v1", "configmaps", "tiny-progress")
+        assert cm["data"] == data
+
+
+async def test_failed_wins_over_running_in_the_set_of_conditions():
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("boom"))
+        await eventually(lambda: cluster.get(*PTJ, "boom"), what="the PyTorchJob")
+        conds = [
+            {"type": "Failed", "status": "True", "message": "OOMKilled"},
+            {"type": "Running", "status": "True"},
+        ]
+        await cluster.patch(*PTJ, "boom", {"status": {"conditions": conds}}, sub="status")
+
+        async def failed():
+            obj = await cluster.get(*TJ_API, "boom")
+            return obj["status"]["phase"] == "Failed" and condition(obj, "Succeeded")["status"] == "False"
+
+        await eventually(failed, what="Failed")
+        obj = await cluster.get(*TJ_API, "boom")
+        assert condition(obj, "Succeeded")["reason"] == "Failed"
+        assert "OOMKilled" in condition(obj, "Succeeded")["message"]
+
+
+async def test_drift_is_repaired_without_wiping_progress():
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("tiny"))
+        original = await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
+        await eventually(lambda: cluster.get("v1", "configmaps", "tiny-config"), what="config")
+        await cluster.patch("v1", "configmaps", "tiny-progress", {"data": {"step": "7"}})
+        await cluster.delete("v1", "configmaps", "tiny-config")
+        await cluster.patch(*PTJ, "tiny", {"spec": {"runPolicy": {"backoffLimit": 99}}})
+        await cluster.patch(
+            "v1",
+            "configmaps",
+            "tiny-progress",
+            {
+                "metadata": {
+                    "labels": {"llmops.dev/trainingjob": "tiny", "app.kubernetes.io/part-of": "hacked"}
+                }
+            },
+        )
+
+        async def repaired():
+            job = await cluster.get(*PTJ, "tiny")
+            cfg = await cluster.get("v1", "configmaps", "tiny-config")
+            cm = await cluster.get("v1", "configmaps", "tiny-progress")
+            return (
+                cfg is not None
+                and job["spec"]["runPolicy"] == original["spec"]["runPolicy"]
+                and cm["metadata"]["labels"]["app.kubernetes.io/part-of"] == "llmops"
+            )
+
+        await eventually(repaired, what="drift repaired")
+        cm = await cluster.get("v1", "configmaps", "tiny-progress")
+        assert cm["data"] == {"step": "7"}
+
+
+async def test_suspend_goes_through_and_other_edits_stall():
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("tiny"))
+        await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
+        await cluster.patch(
+            *TJ_API, "tiny", {"metadata": {"generation": 2}, "spec": {"runPolicy": {"suspend": True}}}
+        )
+
+        async def suspended():
+            job = await cluster.get(*PTJ, "tiny")
+            return job["spec"]["runPolicy"].get("suspend") is True
+
+        await eventually(suspended, what="suspend patched through")
+        await cluster.patch(
+            *TJ_API,
+            "tiny",
+            {"metadata": {"generation": 3}, "spec": {"hyperparameters": {"learningRate": 0.01}}},
+        )
+
+        async def stalled():
+            obj = await cluster.get(*TJ_API, "tiny")
+            c = condition(obj, "Stalled")
+            return c.get("status") == "True" and c.get("reason") == "ImmutableField" and c
+
+        c = await eventually(stalled, what="Stalled ImmutableField")
+        assert "spec.hyperparameters" in c["message"]
+        assert "delete and recreate" in c["message"]
+        job = await cluster.get(*PTJ, "tiny")
+        assert "0.01" not in str(job["metadata"]["annotations"])  # the job itself was left alone
+        assert (await get_status(cluster, TJ_API, "tiny"))["observedGeneration"] == 3
+
+
+async def test_invalid_spec_stalls_naming_the_field():
+    doc = training_job("bad")
+    doc["spec"]["resources"] = {"accelerator": "cpu", "instanceTypes": ["p5.48xlarge"]}
+    async with running() as (cluster, _op, emu):
+        await cluster.create(doc)
+
+        async def stalled():
+            obj = await cluster.get(*TJ_API, "bad")
+            c = condition(obj, "Stalled")
+            return c.get("reason") == "InvalidSpec" and c
+
+        c = await eventually(stalled, what="Stalled InvalidSpec")
+        assert c["status"] == "True"
+        assert c["message"].startswith("spec.resources.instanceTypes[0]")
+        assert (await get_status(cluster, TJ_API, "bad"))["phase"] == "Invalid"
+        assert await cluster.get(*PTJ, "bad") is None
+        patches = [r for r in emu.log if r[0] == "PATCH" and r[1].endswith("/bad/status")]
+        assert len(patches) <= 3  # no retry storm
+
+
+async def test_missing_pytorchjob_crd_stalls_then_recovers():
+    async with running(pytorchjobs=False) as (cluster, _op, emu):
+        await cluster.create(training_job("tiny"))
+
+        async def stalled():
+            obj = await cluster.get(*TJ_API, "tiny")
+            c = condition(obj, "Stalled")
+            return c.get("reason") == "TrainingOperatorMissing" and c
+
+        c = await eventually(stalled, what="Stalled TrainingOperatorMissing")
+        assert "kubectl apply --server-side -k" in c["message"]
+        declare_pytorchjobs(emu)
+        await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob once the CRD exists")
+
+        async def unstalled():
+            return condition(await cluster.get(*TJ_API, "tiny"), "Stalled").get("status") == "False"
+
+        await eventually(unstalled, what="Stalled=False")

@@ -1,0 +1,137 @@
+"""Pure logic: conditions, phase from the set of PyTorchJob conditions, ETA, child diffing, spec hashes."""
+
+from __future__ import annotations
+
+import datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+from llmops_operator.controller import children, conditions, progress, training
+from llmops_operator.controller.inference import replica_state, selector_string
+
+
+def test_transition_time_changes_only_with_status():
+    c1 = conditions.set_condition([], "Ready", False, "Pending", "a", at="t1")
+    c2 = conditions.set_condition(c1, "Ready", False, "Pending", "b", at="t2")
+    c3 = conditions.set_condition(c2, "Ready", True, "Running", "c", at="t3")
+    assert c2[0]["lastTransitionTime"] == "t1" and c2[0]["message"] == "b"
+    assert c3[0]["lastTransitionTime"] == "t3" and c3[0]["status"] == "True"
+    assert len(c3) == 1
+
+
+def test_conditions_are_a_list_map_keyed_by_type():
+    out = conditions.set_condition([], "Stalled", False, "Reconciled", generation=4)
+    out = conditions.set_condition(out, "Ready", "Unknown", "Pending", generation=4)
+    assert [c["type"] for c in out] == ["Ready", "Stalled"]
+    assert all(c["observedGeneration"] == 4 for c in out)
+
+
+def job(*conds):
+    return {"conditions": [{"type": t, "status": s} for t, s in conds]}
+
+
+def test_phase_comes_from_the_set_not_the_last_condition():
+    assert conditions.pytorchjob_phase(None) == "Pending"
+    assert conditions.pytorchjob_phase(job(("Created", "True"))) == "Pending"
+    assert conditions.pytorchjob_phase(job(("Running", "True"))) == "Running"
+    assert conditions.pytorchjob_phase(job(("Succeeded", "True"), ("Running", "False"))) == "Succeeded"
+    assert conditions.pytorchjob_phase(job(("Failed", "True"), ("Running", "True"))) == "Failed"
+    assert conditions.pytorchjob_phase(job(("Running", "True"), ("Suspended", "True"))) == "Suspended"
+    assert conditions.pytorchjob_phase(job(("Restarting", "True"))) == "Running"
+
+
+@given(
+    st.permutations([("Created", "True"), ("Running", "True"), ("Failed", "True"), ("Succeeded", "False")])
+)
+def test_phase_does_not_depend_on_order(conds):
+    assert conditions.pytorchjob_phase(job(*conds)) == "Failed"
+
+
+def test_eta_from_tokens_per_second_then_step_rate():
+    assert progress.eta(50, 200, 1024, 1024) == "2m30s"
+    t0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    assert progress.eta(100, 400, None, None, t0, t0 + datetime.timedelta(minutes=10)) == "30m00s"
+    assert progress.eta(10, None) is None
+    assert progress.eta(200, 200) == "0s"
+    assert progress.format_duration(4321) == "1h12m"
+
+
+def test_progress_from_configmap_data():
+    data = {"step": "50", "totalSteps": "200", "loss": "2.5", "tokensPerSecond": "1024", "loss2": "x"}
+    out = progress.from_configmap(data, tokens_per_step=1024)
+    assert out == {
+        "step": 50,
+        "totalSteps": 200,
+        "loss": 2.5,
+        "tokensPerSecond": 1024.0,
+        "eta": "2m30s",
+        "summary": "50/200",
+    }
+    assert progress.from_configmap({}) is None
+    assert progress.from_configmap({"loss": "nan"}) is None
+    assert progress.from_configmap({"step": "garbage"}) is None
+
+
+def test_contains_ignores_server_additions_but_not_edits():
+    desired = {"spec": {"ports": [{"port": 80}], "selector": {"a": "b"}}}
+    assert children.contains(
+        {"spec": {"ports": [{"port": 80, "protocol": "TCP"}], "selector": {"a": "b"}}, "status": {}}, desired
+    )
+    assert not children.contains({"spec": {"ports": [{"port": 81}], "selector": {"a": "b"}}}, desired)
+    assert not children.contains({"spec": {"ports": [], "selector": {"a": "b"}}}, desired)
+    # the progress ConfigMap is rendered without data: the trainer's data is no drift
+    assert children.contains({"metadata": {"name": "x"}, "data": {"step": "3"}}, {"metadata": {"name": "x"}})
+
+
+def test_adopt_sets_owner_namespace_and_labels():
+    owner = {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "t", "namespace": "ns", "uid": "u"},
+    }
+    child = children.adopt(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"x": "y"}}}, owner
+    )
+    assert child["metadata"]["namespace"] == "ns"
+    assert child["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "llmops-operator", "x": "y"}
+    assert child["metadata"]["ownerReferences"][0] == {
+        "apiVersion": "llmops.dev/v1alpha1", "kind": "TrainingJob", "name": "t", "uid": "u",
+        "controller": True, "blockOwnerDeletion": True,
+    }  # fmt: skip
+
+
+def test_spec_hashes_leave_run_policy_mutable():
+    a = training.spec_hashes({"model": {"preset": "tiny"}, "runPolicy": {"suspend": False}})
+    b = training.spec_hashes({"model": {"preset": "tiny"}, "runPolicy": {"suspend": True}})
+    c = training.spec_hashes({"model": {"preset": "small"}, "runPolicy": {"suspend": True}})
+    assert a == b
+    assert training.changed_fields(b, c) == ["spec.model"]
+
+
+def test_replica_state_and_selector():
+    assert replica_state(None, 2)[:3] == ("Pending", False, "Progressing")
+    dep = {"spec": {"replicas": 3}, "status": {"readyReplicas": 1}}
+    assert replica_state(dep, 2)[0] == "Degraded"
+    dep = {
+        "spec": {},
+        "status": {"readyReplicas": 2, "conditions": [{"type": "Available", "status": "True"}]},
+    }
+    assert replica_state(dep, 2)[:3] == ("Ready", True, "Available")
+    assert selector_string({"b": "2", "a": "1"}) == "a=1,b=2"
+
+
+def test_kube_paths_plurals_and_recorded_calls():
+    from llmops_operator.controller import kube
+
+    assert kube.path("v1", "configmaps", "ns", "c") == "/api/v1/namespaces/ns/configmaps/c"
+    assert kube.path("apps/v1", "deployments", "ns") == "/apis/apps/v1/namespaces/ns/deployments"
+    assert kube.path("llmops.dev/v1alpha1", "trainingjobs", "ns", "t", "status").endswith(
+        "/trainingjobs/t/status"
+    )
+    assert kube.plural("PodDisruptionBudget") == "poddisruptionbudgets"
+    assert kube.plural("HorizontalPodAutoscaler") == "horizontalpodautoscalers"
+    assert kube.plural("PyTorchJob") == "pytorchjobs"
+    kube._record("PATCH", "/apis/llmops.dev/v1alpha1/namespaces/ns/trainingjobs/t/status", None)
+    kube._record("GET", "/apis/kubeflow.org/v1", None)  # discovery: not a resource call
+    assert ("patch", "llmops.dev", "trainingjobs", "status") in kube.CALLS
+    assert not any(c[1] == "kubeflow.org" and c[2] == "" for c in kube.CALLS)
