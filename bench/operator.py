@@ -35,6 +35,7 @@ for p in ("cli", "operator"):
 
 import aiohttp
 import kmock
+
 from llmops_operator import api, render
 from llmops_operator.config import OperatorConfig
 from llmops_operator.controller import children, kube

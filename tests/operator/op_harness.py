@@ -21,6 +21,7 @@ import aiohttp
 import aiohttp.web
 import kmock
 import kopf
+
 from llmops_operator.controller import REGISTRY, kube
 
 NS = "default"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import kopf
 from click.testing import CliRunner
+
 from llmops.main import cli
 from llmops_operator.controller import registry
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-from llmops_operator import api, render
-from llmops_operator.controller import settings
 from op_harness import (
     PTJ,
     TJ_API,
@@ -17,6 +15,9 @@ from op_harness import (
     running,
     training_job,
 )
+
+from llmops_operator import api, render
+from llmops_operator.controller import settings
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,6 +6,7 @@ import datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from llmops_operator.controller import children, conditions, progress, training
 from llmops_operator.controller.inference import replica_state, selector_string
 

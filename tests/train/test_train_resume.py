@@ -1,4 +1,4 @@
-"""Fault tolerance: SIGKILL + restart is bit-exact, SIGTERM checkpoints and exits 0, broken checkpoints are skipped."""
+"""Fault tolerance: SIGKILL + restart is bit-exact, SIGTERM checkpoints and exits 143 (retryable), broken checkpoints are skipped."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def test_sigterm_checkpoints_at_the_next_step_and_exits_zero(tmp_path: Path) -> 
     _wait_for_step(tmp_path / "ckpt" / "metrics.jsonl", proc, 3)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 143, stderr  # retryable under Kubeflow's ExitCode policy
+    assert "Traceback" not in stderr
     ckpts = sorted((tmp_path / "ckpt").glob("step-*"))
     assert len(ckpts) == 1
     stopped = int(ckpts[0].name.split("-")[1])

@@ -1,7 +1,9 @@
 """``python -m llmops_train --job FILE`` (or under torchrun): check inputs, train, exit with a clear status.
 
-Exit codes: 0 success (also after a SIGTERM checkpoint: the next pod resumes), 2 bad input (reported
-before any heavy work), 1 a failure during training. Errors are one line on stderr:
+Exit codes: 0 success; 143 (128 + SIGTERM) after a SIGTERM checkpoint, which Kubeflow's ``ExitCode``
+restart policy treats as retryable, so the replacement pod resumes (exit 0 there would mark an
+unfinished job Succeeded); 2 bad input (reported before any heavy work); 1 a failure during training
+(both permanent under that policy). Errors are one line on stderr:
 ``llmops-train: error: <cause>``.
 """
 
@@ -70,6 +72,9 @@ def locate_inputs(cfg: RunConfig, d: Dist) -> Inputs:
     )
 
 
+INTERRUPTED = 128 + 15  # the shell's code for "ended by SIGTERM": retryable for Kubeflow
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(levelname)s: %(message)s", stream=sys.stderr)
@@ -95,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if d.rank != 0:
             logging.getLogger().setLevel(logging.WARNING)
         inputs = locate_inputs(cfg, d)
-        run(cfg, inputs, d)
-        return 0
+        return INTERRUPTED if run(cfg, inputs, d) == "Interrupted" else 0
     except InputError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
