@@ -14,7 +14,8 @@ $(BIN)/llmops: pyproject.toml
 
 setup: $(BIN)/llmops
 
-demo: setup  ## the main job: validate the examples, render the 2-node p5 training job
+demo: setup  ## the main job: train the tiny example on CPU, serve it, ask it; then render a p5 job
+	$(BIN)/llmops local demo
 	$(BIN)/llmops validate manifests/examples/*.yaml
 	$(BIN)/llmops render manifests/examples/p5-efa-training.yaml
 
