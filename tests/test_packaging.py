@@ -28,3 +28,11 @@ def test_wheel_contents(tmp_path: Path) -> None:
     assert "operator/__init__.py" not in names and "__init__.py" not in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "llmops = llmops.main:cli" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_no_script_directory_shadows_the_standard_library() -> None:
+    """Scripts run as `python bench/x.py` put bench/ first on sys.path: no name there may be a stdlib one."""
+    for folder in ("bench",):
+        clashes = [p.name for p in (ROOT / folder).glob("*.py") if p.stem in sys.stdlib_module_names]
+        assert not clashes, f"{folder}/{clashes} would shadow the standard library"
+    assert not (ROOT / "operator" / "__init__.py").exists()

@@ -1,7 +1,7 @@
 """Benchmark: the operator converging N TrainingJobs and N InferenceEndpoints against kmock's emulator.
 
-    python bench/operator.py --n 50        # quick
-    python bench/operator.py --n 500       # the issue's upper bound
+    python bench/operator_bench.py --n 50        # quick
+    python bench/operator_bench.py --n 500       # the issue's upper bound
 
 Baseline: the same rendered children (with owner references) POSTed directly by the operator's own
 HTTP client (``controller.kube``, same connection limit) into a fresh emulator. Operator: a fresh
