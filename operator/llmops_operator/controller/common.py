@@ -23,6 +23,15 @@ class Outcome(Exception):
         return kopf.TemporaryError(str(self), delay=self.delay)
 
 
+async def handle(body: kopf.Body, reconcile: Any, reason: str) -> None:
+    """Every create/resume/update handler: note the object, reconcile it, map the outcome for kopf."""
+    cache.remember(dict(body))
+    try:
+        await reconcile(body.metadata.namespace, body.metadata.name, reason)
+    except Outcome as e:
+        raise e.to_kopf() from None
+
+
 def clean(body: dict[str, Any]) -> dict[str, Any]:
     """The parts of a stored object that the API models read."""
     meta = body.get("metadata") or {}

@@ -11,7 +11,7 @@ import kopf
 from .. import api, render
 from ..api import GROUP, VERSION
 from . import cache, children, conditions, events, kube, serial, status
-from .common import Outcome, announce, clean, fetch, invalid, stalled
+from .common import Outcome, announce, clean, fetch, handle, invalid, stalled
 from .registry import REGISTRY
 from .settings import config
 
@@ -174,17 +174,9 @@ async def poke_waiting(ns: str, training_job: str) -> None:
 @kopf.on.resume(GROUP, VERSION, "inferenceendpoints", id="resume-inferenceendpoint", registry=REGISTRY)
 @kopf.on.create(GROUP, VERSION, "inferenceendpoints", id="create-inferenceendpoint", registry=REGISTRY)
 async def on_create(body: kopf.Body, **_: Any) -> None:
-    cache.remember(dict(body))
-    try:
-        await reconcile(body.metadata.namespace, body.metadata.name, "create")
-    except Outcome as e:
-        raise e.to_kopf() from None
+    await handle(body, reconcile, "create")
 
 
 @kopf.on.update(GROUP, VERSION, "inferenceendpoints", id="update-inferenceendpoint", registry=REGISTRY)
 async def on_update(body: kopf.Body, **_: Any) -> None:
-    cache.remember(dict(body))
-    try:
-        await reconcile(body.metadata.namespace, body.metadata.name, "update")
-    except Outcome as e:
-        raise e.to_kopf() from None
+    await handle(body, reconcile, "update")

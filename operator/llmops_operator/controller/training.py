@@ -13,7 +13,7 @@ from .. import api, render
 from ..api import GROUP, VERSION
 from ..render.training import names
 from . import cache, children, conditions, events, inference, kube, progress, serial, status
-from .common import Outcome, announce, clean, fetch, invalid, stalled
+from .common import Outcome, announce, clean, fetch, handle, invalid, stalled
 from .registry import REGISTRY
 from .settings import TUNABLES, config
 
@@ -186,17 +186,9 @@ async def _status(
 @kopf.on.resume(GROUP, VERSION, "trainingjobs", id="resume-trainingjob", registry=REGISTRY)
 @kopf.on.create(GROUP, VERSION, "trainingjobs", id="create-trainingjob", registry=REGISTRY)
 async def on_create(body: kopf.Body, **_: Any) -> None:
-    cache.remember(dict(body))
-    try:
-        await reconcile(body.metadata.namespace, body.metadata.name, "create")
-    except Outcome as e:
-        raise e.to_kopf() from None
+    await handle(body, reconcile, "create")
 
 
 @kopf.on.update(GROUP, VERSION, "trainingjobs", id="update-trainingjob", registry=REGISTRY)
 async def on_update(body: kopf.Body, **_: Any) -> None:
-    cache.remember(dict(body))
-    try:
-        await reconcile(body.metadata.namespace, body.metadata.name, "update")
-    except Outcome as e:
-        raise e.to_kopf() from None
+    await handle(body, reconcile, "update")
