@@ -30,13 +30,17 @@ TJ = {
 @pytest.fixture(scope="module")
 def cluster():
     _api, custom, core, apps = clients()
-    ns = namespace(core)
-    if os.environ.get("LLMOPS_E2E_EXTERNAL_OPERATOR"):
-        yield ns, custom, core, apps
-    else:
-        with InThread(ns):
+    given = os.environ.get("LLMOPS_E2E_NAMESPACE")  # an existing namespace, kept afterwards
+    ns = given or namespace(core)
+    try:
+        if os.environ.get("LLMOPS_E2E_EXTERNAL_OPERATOR"):
             yield ns, custom, core, apps
-    core.delete_namespace(ns)
+        else:
+            with InThread(ns):
+                yield ns, custom, core, apps
+    finally:
+        if not given:
+            core.delete_namespace(ns)
 
 
 def get_tj(custom, ns, name="tiny"):
@@ -109,7 +113,7 @@ def test_unknown_fields_are_pruned_and_dry_run_stores_nothing(cluster):
     assert "bogus" not in get_tj(custom, ns, "pruned")["spec"]
 
 
-def test_endpoint_becomes_ready(cluster):
+def test_endpoint_gets_an_owned_deployment_and_its_url(cluster):
     ns, custom, _core, apps = cluster
     ep = {
         "apiVersion": "llmops.dev/v1alpha1",

@@ -21,18 +21,17 @@ import aiohttp
 import aiohttp.web
 import kmock
 import kopf
+from lean_emulator import LeanEmulator, declare, declare_pytorchjobs  # noqa: F401  (re-exported to tests)
 
 from llmops_operator.controller import REGISTRY, kube
 
 NS = "default"
 GROUP_VERSION = "llmops.dev/v1alpha1"
-OURS = {"trainingjobs": "TrainingJob", "inferenceendpoints": "InferenceEndpoint"}
-VERBS = ["get", "list", "watch", "create", "patch", "update", "delete"]
 TEST_AGENT = "llmops-tests"
 SEEN: list[tuple[str, str, str]] = []  # every operator request of every emulator run in this session
 
 
-class FaultyEmulator(kmock.KubernetesEmulator):
+class FaultyEmulator(LeanEmulator):
     """The emulator, with optional faults on the operator's requests and a log of (method, path, query)."""
 
     faults: float = 0.0
@@ -59,22 +58,6 @@ class FaultyEmulator(kmock.KubernetesEmulator):
             if r < self.faults:
                 await asyncio.sleep(self.delay or 0.3)
         return await super()._handle(request)
-
-
-def declare(emulator: kmock.KubernetesEmulator, pytorchjobs: bool = True) -> None:
-    emulator.resources.load_bundled()
-    for plural, kind in OURS.items():
-        emulator.resources[f"llmops.dev/v1alpha1/{plural}"] = kmock.ResourceInfo(
-            kind=kind, namespaced=True, verbs=VERBS, subresources={"status"}
-        )
-    if pytorchjobs:
-        declare_pytorchjobs(emulator)
-
-
-def declare_pytorchjobs(emulator: kmock.KubernetesEmulator) -> None:
-    emulator.resources["kubeflow.org/v1/pytorchjobs"] = kmock.ResourceInfo(
-        kind="PyTorchJob", namespaced=True, verbs=VERBS, subresources={"status"}
-    )
 
 
 class Cluster:

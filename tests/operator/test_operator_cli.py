@@ -51,3 +51,18 @@ def test_settings_use_our_annotation_prefix_and_post_events():
     assert settings.persistence.diffbase_storage.prefix == "llmops.dev"
     assert settings.persistence.diffbase_storage.key == "last-handled-configuration"
     assert settings.posting.enabled is True
+
+
+def test_the_operator_process_tunes_the_garbage_collector():
+    """``run`` freezes what startup imported and raises the thresholds (bench/operator_bench.py shows why)."""
+    code = (
+        "import gc, kopf\n"
+        "from llmops_operator.controller import run\n"
+        "kopf.run = lambda **kw: print(gc.get_threshold(), gc.get_freeze_count() > 1000, sorted(kw['namespaces']))\n"
+        "run.run(namespaces=['a'])\n"
+    )
+    env_path = f"{ROOT / 'cli'}:{ROOT / 'operator'}"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={"PYTHONPATH": env_path}, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "(50000, 50, 100) True ['a']"

@@ -136,3 +136,27 @@ def test_kube_paths_plurals_and_recorded_calls():
     kube._record("GET", "/apis/kubeflow.org/v1", None)  # discovery: not a resource call
     assert ("patch", "llmops.dev", "trainingjobs", "status") in kube.CALLS
     assert not any(c[1] == "kubeflow.org" and c[2] == "" for c in kube.CALLS)
+
+
+def test_contains_reads_children_as_the_api_server_writes_them_back():
+    desired = {
+        "resources": {"limits": {"cpu": "0.5", "memory": "1024Mi"}, "requests": {"cpu": 2}},
+        "volumes": [{"emptyDir": {"sizeLimit": "1.5Gi"}}],
+        "nodeSelector": {},
+        "tolerations": [],
+        "env": [{"name": "A", "value": "0.5"}],
+    }
+    canonical = {
+        "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}, "requests": {"cpu": "2"}},
+        "volumes": [{"emptyDir": {"sizeLimit": "1536Mi"}}],
+        "env": [{"name": "A", "value": "0.5"}],
+    }
+    assert children.contains(canonical, desired)
+    assert not children.contains(
+        {**canonical, "resources": {**canonical["resources"], "requests": {"cpu": "3"}}}, desired
+    )
+    assert not children.contains(
+        {**canonical, "env": [{"name": "A", "value": "500m"}]}, desired
+    )  # not a quantity
+    assert not children.contains({**canonical, "tolerations": [{"key": "x"}]}, desired)
+    assert not children.contains({**canonical, "resources": {"limits": {"cpu": "lots"}}}, desired)

@@ -113,3 +113,19 @@ def test_templates_cannot_emit_unencoded_values() -> None:
     with pytest.raises(TypeError, match="`j` filter"):
         template.render(value="a: b")
     assert environment().from_string("key: {{ value | j }}").render(value="a\n: b") == 'key: "a\\n: b"'
+
+
+def test_values_never_reach_yaml_and_placeholders_cannot_be_forged() -> None:
+    """Inside a render, ``j`` prints a placeholder and the value comes back from its JSON after parsing:
+    a user string shaped like a placeholder stays a string, and no template text can be mistaken for one."""
+    from importlib import resources
+
+    from llmops_operator.render.engine import _PLACEHOLDER, render_template
+
+    forged = "@llmops:0@"
+    obj = render_template(
+        "training/serviceaccount.yaml.j2", name=forged, namespace="ns", labels={"a": forged}
+    )
+    assert obj["metadata"]["name"] == forged and obj["metadata"]["labels"] == {"a": forged}
+    for path in resources.files("llmops_operator").joinpath("templates").rglob("*.j2"):
+        assert not _PLACEHOLDER.search(path.read_text()), f"{path}: template text looks like a placeholder"

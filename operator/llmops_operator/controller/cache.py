@@ -53,13 +53,16 @@ def of_kind(api_version: str, kind: str) -> list[dict[str, Any]]:
     return [obj for (av, k, _, _), obj in list(_store.items()) if av == api_version and k == kind]
 
 
-def observe(event: dict[str, Any]) -> None:
-    """Feed one watch event."""
+def observe(event: dict[str, Any]) -> bool:
+    """Feed one watch event; False when it tells nothing new (e.g. the echo of our own create)."""
     obj = event.get("object") or {}
     if event.get("type") == "DELETED":
         forget(obj)
-    else:
-        remember(obj)
+        return True
+    if _store.get(key_of(obj)) == obj:
+        return False
+    remember(obj)
+    return True
 
 
 def clear() -> None:

@@ -8,7 +8,7 @@ are JSON merge patches of the rendered object, so fields the renderer leaves out
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 from typing import Any, Literal
 
 from . import cache, kube
@@ -30,8 +30,8 @@ def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
 
 
 def adopt(child: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``child`` with the owner's namespace, our labels and a controller owner reference."""
-    child = copy.deepcopy(child)
+    """``child`` (fresh from the renderer, so changed in place) with the owner's namespace, our labels
+    and a controller owner reference."""
     meta = child.setdefault("metadata", {})
     meta["namespace"] = owner["metadata"]["namespace"]
     meta["labels"] = {**MANAGED_BY, **(meta.get("labels") or {})}
@@ -39,17 +39,41 @@ def adopt(child: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
     return child
 
 
-def contains(current: Any, desired: Any) -> bool:
-    """Whether ``current`` holds everything in ``desired`` (dicts by key, lists item by item)."""
+def contains(current: Any, desired: Any, key: str | None = None, parent: str | None = None) -> bool:
+    """Whether ``current`` holds everything in ``desired`` (dicts by key, lists item by item), read the
+    way the API server writes it back: empty maps and lists it omits, quantities it canonicalises
+    (``0.5`` comes back as ``500m``, ``1024Mi`` as ``1Gi``). Without that, such a child would look
+    drifted on every pass and be patched (and a Repaired event posted) forever."""
     if isinstance(desired, dict):
-        return isinstance(current, dict) and all(contains(current.get(k), v) for k, v in desired.items())
+        if current is None and not desired:
+            return True
+        return isinstance(current, dict) and all(
+            contains(current.get(k), v, k, key) for k, v in desired.items()
+        )
     if isinstance(desired, list):
+        if current is None and not desired:
+            return True
         return (
             isinstance(current, list)
             and len(current) == len(desired)
-            and all(contains(c, d) for c, d in zip(current, desired, strict=False))
+            and all(contains(c, d, key, parent) for c, d in zip(current, desired, strict=False))
         )
+    if current != desired and (parent in QUANTITY_MAPS or key in QUANTITY_FIELDS):
+        return same_quantity(current, desired)
     return current == desired
+
+
+QUANTITY_MAPS = {"limits", "requests", "capacity"}  # resources.limits/requests, PVC requests.storage
+QUANTITY_FIELDS = {"sizeLimit"}  # emptyDir
+
+
+def same_quantity(a: Any, b: Any) -> bool:
+    from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        return bool(parse_quantity(a) == parse_quantity(b))
+    except (ValueError, TypeError, ArithmeticError):
+        return False
 
 
 def url_of(child: dict[str, Any], named: bool = True) -> str:
@@ -60,13 +84,17 @@ def url_of(child: dict[str, Any], named: bool = True) -> str:
 
 
 async def ensure(
-    child: dict[str, Any], current: dict[str, Any] | None = None, look_first: bool = False
+    child: dict[str, Any],
+    current: dict[str, Any] | None = None,
+    look_first: bool = False,
+    check: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
 ) -> Action:
     """Make the (adopted) ``child`` exist as rendered.
 
     ``current`` is what the watch last saw (None: unknown). Unknown children are created first and
     read back only on 409 ("already exists"): one call for a new child, as a bare client would make.
     ``look_first`` GETs instead, for children no watch tells us about (the periodic pass).
+    ``check(child, found)`` may raise to refuse patching a child found by that 409 read.
     """
     if current is None and look_first:
         current = await kube.get(url_of(child))
@@ -80,6 +108,9 @@ async def ensure(
             current = await kube.get(url_of(child))
             if current is None:  # a conflict that was not there: try again on the next pass
                 raise
+            cache.remember(current)
+            if check is not None:
+                check(child, current)
     if contains(current, child):
         return "unchanged"
     cache.remember(await kube.patch(url_of(child), child))

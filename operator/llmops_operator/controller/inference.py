@@ -10,7 +10,7 @@ import kopf
 
 from .. import api, render
 from ..api import GROUP, VERSION
-from . import cache, children, conditions, events, kube, serial, status
+from . import cache, children, conditions, desired, events, kube, serial, status
 from .common import Outcome, announce, clean, fetch, handle, invalid, stalled
 from .registry import REGISTRY
 from .settings import config
@@ -92,7 +92,12 @@ async def _reconcile(ns: str, name: str, cause: str) -> None:
             )
             return
         resolved = tj_status.get("outputLocation") or render.output_location(api.load(clean(tj or {})))
-    rendered = [children.adopt(c, body) for c in render.render(ie, config(), resolved)]
+    rendered = desired.children(
+        body,
+        config(),
+        lambda: [children.adopt(c, body) for c in render.render(ie, config(), resolved)],
+        resolved,
+    )
     actions: dict[str, str] = {}
     for child in rendered:
         current = cache.current(child, cause)

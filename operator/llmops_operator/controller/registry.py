@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from ..api import GROUP
 from . import kube
 from .settings import TUNABLES
 
@@ -29,10 +30,25 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
+class ParentsDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base, built for our parents only.
+
+    kopf builds a diff base for every event of every watched resource, starting with a deep copy of
+    the whole body, though only the parents have change handlers: the children's events (a PyTorchJob
+    or Deployment carries a whole pod template) were the largest single cost of the operator's CPU.
+    For them the diff base is empty; nothing reads it.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        if str(body.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            return super().build(body=body, extra_fields=extra_fields)
+        return kopf.BodyEssence()
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     """Our annotation prefix for kopf's state, events on, long watches, short retries."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = ParentsDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{PREFIX}/finalizer"  # declared, never added: no deletion handlers

@@ -12,7 +12,7 @@ import kopf
 from .. import api, render
 from ..api import GROUP, VERSION
 from ..render.training import names
-from . import cache, children, conditions, events, inference, kube, progress, serial, status
+from . import cache, children, conditions, desired, events, inference, kube, progress, serial, status
 from .common import Outcome, announce, clean, fetch, handle, invalid, stalled
 from .registry import REGISTRY
 from .settings import TUNABLES, config
@@ -75,28 +75,50 @@ async def _reconcile(ns: str, name: str, cause: str) -> None:
             await stalled(body, "TrainingOperatorMissing", INSTALL, {"phase": "Pending"})
             raise Outcome(INSTALL, permanent=False, delay=TUNABLES.crd_retry_seconds)
 
-    rendered = [children.adopt(c, body) for c in render.render(tj, config())]
+    rendered = desired.children(body, config(), lambda: _render(body, tj))
     job = next(c for c in rendered if c["kind"] == "PyTorchJob")
-    hashes = spec_hashes(body.get("spec") or {})
-    job["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = json.dumps(hashes, sort_keys=True)
-    n = names(name)
-    current_job = await fetch("kubeflow.org/v1", "pytorchjobs", "PyTorchJob", ns, n["pytorchjob"])
-    if current_job is not None:
-        old_hashes = json.loads(
-            (current_job["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) or "{}"
-        )
-        changed = changed_fields(old_hashes, hashes) if old_hashes else []
-        if changed:
-            await _immutable(body, job, current_job, changed)
-            return
-
-    actions: dict[str, str] = {}
-    for child in rendered:
-        current = cache.current(child, cause)
-        action = await children.ensure(child, current, look_first=cause == "resync")
-        actions[f"{child['kind']}/{child['metadata']['name']}"] = action
+    current_job = cache.seen("kubeflow.org/v1", "PyTorchJob", ns, job["metadata"]["name"])
+    if current_job is None and body.get("status"):
+        # reconciled before, so the job may exist unseen (just restarted): look. A brand-new parent
+        # skips the read; should its PyTorchJob exist after all, the create meets 409 and guard() runs.
+        current_job = await fetch("kubeflow.org/v1", "pytorchjobs", "PyTorchJob", ns, job["metadata"]["name"])
+    try:
+        if current_job is not None:
+            guard(job, current_job)
+        actions: dict[str, str] = {}
+        for child in rendered:
+            current = cache.current(child, cause)
+            check = guard if child is job else None
+            action = await children.ensure(child, current, look_first=cause == "resync", check=check)
+            actions[f"{child['kind']}/{child['metadata']['name']}"] = action
+    except Immutable as e:
+        await _immutable(body, job, e.current, e.fields)
+        return
     announce(body, actions, cause)
     await _status(body, tj, rendered, actions)
+
+
+def _render(body: dict[str, Any], tj: api.TrainingJob) -> list[dict[str, Any]]:
+    rendered = [children.adopt(c, body) for c in render.render(tj, config())]
+    job = next(c for c in rendered if c["kind"] == "PyTorchJob")
+    hashes = json.dumps(spec_hashes(body.get("spec") or {}), sort_keys=True)
+    job["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = hashes
+    return rendered
+
+
+class Immutable(Exception):
+    def __init__(self, current: dict[str, Any], fields: list[str]) -> None:
+        super().__init__(", ".join(fields))
+        self.current, self.fields = current, fields
+
+
+def guard(job: dict[str, Any], current: dict[str, Any]) -> None:
+    """Raise :class:`Immutable` if ``current`` (the PyTorchJob as it is) ran a different spec."""
+    annotations = current["metadata"].get("annotations") or {}
+    old = json.loads(annotations.get(HASH_ANNOTATION) or "{}")
+    changed = changed_fields(old, json.loads(job["metadata"]["annotations"][HASH_ANNOTATION])) if old else []
+    if changed:
+        raise Immutable(current, changed)
 
 
 async def _immutable(

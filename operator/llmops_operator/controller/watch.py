@@ -36,12 +36,13 @@ PARENT_LABELS = {
 
 @kopf.on.event(GROUP, VERSION, "trainingjobs", id="cache-trainingjobs", registry=REGISTRY)
 @kopf.on.event(GROUP, VERSION, "inferenceendpoints", id="cache-inferenceendpoints", registry=REGISTRY)
-def parent_event(event: dict[str, Any], **_: Any) -> None:
+async def parent_event(event: dict[str, Any], **_: Any) -> None:
     cache.observe(event)
 
 
 async def child_event(event: dict[str, Any], **_: Any) -> None:
-    cache.observe(event)
+    if not cache.observe(event):
+        return  # the echo of a write this operator made and already accounted for
     meta = (event.get("object") or {}).get("metadata") or {}
     labels, ns = meta.get("labels") or {}, meta.get("namespace")
     for label, reconcile in PARENT_LABELS.items():

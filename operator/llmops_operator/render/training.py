@@ -42,7 +42,7 @@ def job_manifest(tj: TrainingJob) -> str:
         "metadata": {"name": tj.metadata.name, "namespace": tj.metadata.namespace},
         "spec": tj.spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
     }
-    return yaml.safe_dump(doc, sort_keys=False)
+    return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
 
 
 def efa_devices(tj: TrainingJob) -> int:

@@ -1,0 +1,174 @@
+"""What keeps a pass cheap must not change what a pass does: the render cache, echo events, kopf's
+diff base for children, the skipped first read of a PyTorchJob, and the emulator the tests run on."""
+
+from __future__ import annotations
+
+import copy
+
+import kmock
+import kopf
+import pytest
+from lean_emulator import LeanEmulator, declare
+from op_harness import PTJ, TJ_API, condition, eventually, running, training_job
+
+from llmops_operator import api, render
+from llmops_operator.controller import cache, children, desired, kube, registry, settings, training
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_render_reads_no_parent_labels_or_annotations():
+    """The desired-children cache keys on identity and spec only; this keeps that sound."""
+    doc = copy.deepcopy(training_job("tiny"))
+    doc["metadata"]["namespace"] = "default"
+    plain = render.render(api.load(doc), settings.config())
+    doc["metadata"]["labels"] = {"team": "a"}
+    doc["metadata"]["annotations"] = {"llmops.dev/last-handled-configuration": "{}", "note": "x"}
+    assert render.render(api.load(doc), settings.config()) == plain
+
+
+def test_desired_children_are_rendered_once_per_spec():
+    desired.clear()
+    config = settings.config()
+    calls = []
+
+    def build():
+        calls.append(1)
+        return [{"kind": "ConfigMap"}]
+
+    body = {
+        "apiVersion": "v",
+        "kind": "K",
+        "metadata": {"namespace": "n", "name": "a", "uid": "1"},
+        "spec": {"x": 1},
+    }
+    first = desired.children(body, config, build)
+    annotated = {**body, "metadata": {**body["metadata"], "annotations": {"kopf": "state"}}}
+    assert desired.children(annotated, config, build) is first and len(calls) == 1
+    assert desired.children({**body, "spec": {"x": 2}}, config, build) is not first
+    assert desired.children(body, config, build, resolved="s3://b/m") is not first
+    other_config = config.model_copy()
+    desired.children(body, other_config, build)
+    assert len(calls) == 4
+
+
+def test_an_echo_of_our_own_write_is_not_news():
+    cache.clear()
+    obj = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"namespace": "n", "name": "c"},
+        "data": {"a": "1"},
+    }
+    cache.remember(copy.deepcopy(obj))
+    assert cache.observe({"type": "ADDED", "object": copy.deepcopy(obj)}) is False
+    edited = copy.deepcopy(obj)
+    edited["data"]["a"] = "2"
+    assert cache.observe({"type": "MODIFIED", "object": edited}) is True
+    assert cache.seen("v1", "ConfigMap", "n", "c")["data"] == {"a": "2"}
+    assert cache.observe({"type": "DELETED", "object": edited}) is True
+    assert cache.seen("v1", "ConfigMap", "n", "c") is None
+
+
+def test_kopf_diff_base_is_built_for_parents_only():
+    storage = registry.ParentsDiffBaseStorage(prefix="llmops.dev", key="last-handled-configuration")
+    child = kopf.Body(
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 2}}
+    )
+    parent = kopf.Body(
+        {
+            "apiVersion": "llmops.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "t"},
+            "spec": {"a": 1},
+        }
+    )
+    assert storage.build(body=child) == {}
+    assert storage.build(body=parent) == {"spec": {"a": 1}}
+
+
+async def test_a_conflicting_create_runs_the_check_before_any_patch():
+    """A child found by the 409 read goes through ``check`` first: the PyTorchJob's immutability guard."""
+    emu = LeanEmulator()
+    declare(emu)
+    async with emu, kmock.Server(emu) as server:
+        kube.configure(kube.Connection(server=str(server.url)))
+        child = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"namespace": "default", "name": "c", "uid": "u"},
+            "data": {"a": "1"},
+        }
+        assert await children.ensure(copy.deepcopy(child)) == "created"
+        changed = copy.deepcopy(child)
+        changed["data"]["a"] = "2"
+
+        def refuse(wanted, found):
+            assert wanted is changed and found["data"] == {"a": "1"}
+            raise training.Immutable(found, ["spec.x"])
+
+        with pytest.raises(training.Immutable):
+            await children.ensure(changed, check=refuse)
+        assert (await kube.get(children.url_of(child)))["data"] == {"a": "1"}  # not patched
+        assert await children.ensure(changed) == "updated"
+        await kube.close()
+
+
+async def test_a_leftover_pytorchjob_with_another_spec_stalls_a_new_job():
+    """A new TrainingJob (no status yet: its PyTorchJob is not read first) whose PyTorchJob exists with
+    another spec, as after a crash between the two: reported, and the job is left alone."""
+    async with running() as (cluster, op, _emu):
+        await cluster.create(training_job("tiny"))
+        old = await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
+        await op.stop()
+        await cluster.delete(*TJ_API, "tiny")  # the emulator has no garbage collector: the job stays
+        changed = training_job(
+            "tiny", hyperparameters={"maxSteps": 500, "batchSize": 8, "sequenceLength": 128}
+        )
+        await cluster.create(changed)
+        await op.start()
+
+        async def stalled():
+            c = condition(await cluster.get(*TJ_API, "tiny"), "Stalled")
+            return c.get("reason") == "ImmutableField" and c
+
+        c = await eventually(stalled, what="Stalled ImmutableField")
+        assert "spec.hyperparameters" in c["message"]
+        assert (await cluster.get(*PTJ, "tiny"))["spec"] == old["spec"]
+
+
+async def test_lean_emulator_answers_like_a_kubernetes_api():
+    emu = LeanEmulator()
+    declare(emu)
+    async with emu, kmock.Server(emu) as server:
+        kube.configure(kube.Connection(server=str(server.url)))
+        url = kube.path("v1", "configmaps", "default")
+        a = await kube.create(
+            url, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "default"}}
+        )
+        b = await kube.create(
+            url,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"generateName": "b-", "namespace": "default"},
+            },
+        )
+        assert b["metadata"]["name"].startswith("b-") and len(b["metadata"]["name"]) == 7
+        with pytest.raises(kube.ApiError) as e:
+            await kube.create(
+                url,
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "default"}},
+            )
+        assert e.value.status == 409
+        patched = await kube.patch(kube.path("v1", "configmaps", "default", "a"), {"data": {"k": "v"}})
+        assert int(patched["metadata"]["resourceVersion"]) > int(a["metadata"]["resourceVersion"])
+        assert (await kube.get(kube.path("v1", "configmaps", "default", "a")))["data"] == {"k": "v"}
+        assert await kube.get(kube.path("v1", "configmaps", "default", "missing")) is None
+        assert await kube.get(kube.path("v1", "configmaps", "other", "a")) is None
+        names = {o["metadata"]["name"] for o in await kube.list_(url)}
+        assert names == {"a", b["metadata"]["name"]}
+        assert await kube.list_(kube.path("v1", "configmaps", "other")) == []
+        assert len(await kube.list_("/api/v1/configmaps")) == 2  # all namespaces
+        assert len(emu) >= 9 and len(emu["get"]) >= 5  # the request history stays readable
+        await kube.close()
