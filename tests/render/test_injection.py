@@ -129,3 +129,17 @@ def test_values_never_reach_yaml_and_placeholders_cannot_be_forged() -> None:
     assert obj["metadata"]["name"] == forged and obj["metadata"]["labels"] == {"a": forged}
     for path in resources.files("llmops_operator").joinpath("templates").rglob("*.j2"):
         assert not _PLACEHOLDER.search(path.read_text()), f"{path}: template text looks like a placeholder"
+
+
+def test_j_inside_a_larger_scalar_is_refused() -> None:
+    from llmops_operator.render import engine
+
+    template = engine.environment().from_string("kind: X\nname: prefix-{{ name | j }}\n")
+    values: list[str] = []
+    token = engine._values.set(values)
+    try:
+        text = template.render(name="a")
+    finally:
+        engine._values.reset(token)
+    with pytest.raises(ValueError, match="whole value"):
+        engine._fill(engine._skeleton(text), values)

@@ -81,7 +81,11 @@ def _fill(node: Any, values: list[str]) -> Any:
     """A fresh copy of ``node`` with each placeholder replaced by its value."""
     if isinstance(node, str):
         m = _PLACEHOLDER.fullmatch(node)
-        return json.loads(values[int(m.group(1))]) if m else node
+        if m:
+            return json.loads(values[int(m.group(1))])
+        if "@llmops:" in node:  # `j` used inside a larger scalar: the value would be lost
+            raise ValueError(f"a template uses `j` inside the scalar {node!r}; it must be the whole value")
+        return node
     if isinstance(node, dict):
         return {_fill(k, values): _fill(v, values) for k, v in node.items()}
     if isinstance(node, list):
