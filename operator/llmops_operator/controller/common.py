@@ -55,6 +55,20 @@ async def fetch(api_version: str, plural: str, kind: str, ns: str, name: str) ->
     return obj
 
 
+async def load_parent(
+    api_version: str, plural: str, kind: str, ns: str, name: str
+) -> tuple[dict[str, Any], api.Resource] | None:
+    """The parent and its validated model; None when it is gone, being deleted, or invalid (reported)."""
+    body = await fetch(api_version, plural, kind, ns, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        return body, api.load(clean(body))
+    except api.SpecError as e:
+        await invalid(body, e)
+        return None
+
+
 async def invalid(body: dict[str, Any], error: api.SpecError) -> None:
     """Stalled=True, reason InvalidSpec, the message naming each field; then stop (no retries)."""
     message = "; ".join(f"{i.path}: {i.message}" for i in error.issues)

@@ -11,7 +11,7 @@ import kopf
 from .. import api, render
 from ..api import GROUP, VERSION
 from . import cache, children, conditions, desired, events, kube, serial, status
-from .common import Outcome, announce, clean, fetch, handle, invalid, stalled
+from .common import Outcome, announce, clean, fetch, handle, load_parent, stalled
 from .registry import REGISTRY
 from .settings import config
 
@@ -53,14 +53,10 @@ async def reconcile(ns: str, name: str, cause: str = "resync") -> None:
 
 
 async def _reconcile(ns: str, name: str, cause: str) -> None:
-    body = await fetch(API_VERSION, "inferenceendpoints", KIND, ns, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    loaded = await load_parent(API_VERSION, "inferenceendpoints", KIND, ns, name)
+    if loaded is None:
         return
-    try:
-        ie = api.load(clean(body))
-    except api.SpecError as e:
-        await invalid(body, e)
-        return
+    body, ie = loaded
     assert isinstance(ie, api.InferenceEndpoint)
     gen = body["metadata"].get("generation")
     old = body.get("status") or {}

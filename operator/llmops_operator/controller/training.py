@@ -13,7 +13,7 @@ from .. import api, render
 from ..api import GROUP, VERSION
 from ..render.training import names
 from . import cache, children, conditions, desired, events, inference, kube, progress, serial, status
-from .common import Outcome, announce, clean, fetch, handle, invalid, stalled
+from .common import Outcome, announce, fetch, handle, load_parent, stalled
 from .registry import REGISTRY
 from .settings import TUNABLES, config
 
@@ -61,14 +61,11 @@ async def reconcile(ns: str, name: str, cause: str = "resync") -> None:
 
 
 async def _reconcile(ns: str, name: str, cause: str) -> None:
-    body = await fetch(API_VERSION, "trainingjobs", KIND, ns, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    loaded = await load_parent(API_VERSION, "trainingjobs", KIND, ns, name)
+    if loaded is None:
         return
-    try:
-        tj = api.load(clean(body))
-    except api.SpecError as e:
-        await invalid(body, e)
-        return
+    body, tj = loaded
+    assert isinstance(tj, api.TrainingJob)
     if not cache.flags.get("pytorchjob-crd"):
         cache.flags["pytorchjob-crd"] = await kube.served(*PYTORCHJOB)
         if not cache.flags["pytorchjob-crd"]:
