@@ -87,8 +87,9 @@ def test_kopf_diff_base_is_built_for_parents_only():
     assert storage.build(body=parent) == {"spec": {"a": 1}}
 
 
-async def test_a_conflicting_create_runs_the_check_before_any_patch():
-    """A child found by the 409 read goes through ``check`` first: the PyTorchJob's immutability guard."""
+async def test_check_runs_before_any_patch_however_the_child_was_found():
+    """The PyTorchJob's immutability guard: a child found by the 409 read, or handed over from the
+    watch cache mid-pass, goes through ``check`` before it can be patched."""
     emu = LeanEmulator()
     declare(emu)
     async with emu, kmock.Server(emu) as server:
@@ -108,7 +109,10 @@ async def test_a_conflicting_create_runs_the_check_before_any_patch():
             raise training.Immutable(found, ["spec.x"])
 
         with pytest.raises(training.Immutable):
-            await children.ensure(changed, check=refuse)
+            await children.ensure(changed, check=refuse)  # create -> 409 -> read
+        found = await kube.get(children.url_of(child))
+        with pytest.raises(training.Immutable):
+            await children.ensure(changed, found, check=refuse)  # from the cache
         assert (await kube.get(children.url_of(child)))["data"] == {"a": "1"}  # not patched
         assert await children.ensure(changed) == "updated"
         await kube.close()
@@ -120,6 +124,15 @@ async def test_a_leftover_pytorchjob_with_another_spec_stalls_a_new_job():
     async with running() as (cluster, op, _emu):
         await cluster.create(training_job("tiny"))
         old = await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
+
+        async def settled():  # the first operator's pass is over: none of its writes is in flight
+            obj = await cluster.get(*TJ_API, "tiny")
+            annotations = obj["metadata"].get("annotations") or {}
+            return condition(obj, "Stalled").get("status") == "False" and any(
+                "last-handled" in k for k in annotations
+            )
+
+        await eventually(settled, what="the first pass written")
         await op.stop()
         await cluster.delete(*TJ_API, "tiny")  # the emulator has no garbage collector: the job stays
         changed = training_job(
@@ -129,8 +142,10 @@ async def test_a_leftover_pytorchjob_with_another_spec_stalls_a_new_job():
         await op.start()
 
         async def stalled():
-            c = condition(await cluster.get(*TJ_API, "tiny"), "Stalled")
-            return c.get("reason") == "ImmutableField" and c
+            obj = await cluster.get(*TJ_API, "tiny")
+            c = condition(obj, "Stalled")
+            assert c.get("reason") == "ImmutableField", obj.get("status")  # shown if it times out
+            return c
 
         c = await eventually(stalled, what="Stalled ImmutableField")
         assert "spec.hyperparameters" in c["message"]

@@ -94,7 +94,8 @@ async def ensure(
     ``current`` is what the watch last saw (None: unknown). Unknown children are created first and
     read back only on 409 ("already exists"): one call for a new child, as a bare client would make.
     ``look_first`` GETs instead, for children no watch tells us about (the periodic pass).
-    ``check(child, found)`` may raise to refuse patching a child found by that 409 read.
+    ``check(child, current)`` runs before any patch and may raise to refuse it, however ``current``
+    was found (the watch may deliver it while a pass is under way).
     """
     if current is None and look_first:
         current = await kube.get(url_of(child))
@@ -109,10 +110,10 @@ async def ensure(
             if current is None:  # a conflict that was not there: try again on the next pass
                 raise
             cache.remember(current)
-            if check is not None:
-                check(child, current)
     if contains(current, child):
         return "unchanged"
+    if check is not None:
+        check(child, current)
     cache.remember(await kube.patch(url_of(child), child))
     return "updated"
 

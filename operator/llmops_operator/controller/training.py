@@ -77,7 +77,7 @@ async def _reconcile(ns: str, name: str, cause: str) -> None:
     current_job = cache.seen("kubeflow.org/v1", "PyTorchJob", ns, job["metadata"]["name"])
     if current_job is None and body.get("status"):
         # reconciled before, so the job may exist unseen (just restarted): look. A brand-new parent
-        # skips the read; should its PyTorchJob exist after all, the create meets 409 and guard() runs.
+        # skips the read; should its PyTorchJob exist after all, ensure() runs guard() before a patch.
         current_job = await fetch("kubeflow.org/v1", "pytorchjobs", "PyTorchJob", ns, job["metadata"]["name"])
     try:
         if current_job is not None:
