@@ -142,6 +142,7 @@ def test_contains_reads_children_as_the_api_server_writes_them_back():
     desired = {
         "resources": {"limits": {"cpu": "0.5", "memory": "1024Mi"}, "requests": {"cpu": 2}},
         "volumes": [{"emptyDir": {"sizeLimit": "1.5Gi"}}],
+        "target": {"averageValue": "2.5"},
         "nodeSelector": {},
         "tolerations": [],
         "env": [{"name": "A", "value": "0.5"}],
@@ -149,6 +150,7 @@ def test_contains_reads_children_as_the_api_server_writes_them_back():
     canonical = {
         "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}, "requests": {"cpu": "2"}},
         "volumes": [{"emptyDir": {"sizeLimit": "1536Mi"}}],
+        "target": {"averageValue": "2500m"},
         "env": [{"name": "A", "value": "0.5"}],
     }
     assert children.contains(canonical, desired)

@@ -64,7 +64,7 @@ def contains(current: Any, desired: Any, key: str | None = None, parent: str | N
 
 
 QUANTITY_MAPS = {"limits", "requests", "capacity"}  # resources.limits/requests, PVC requests.storage
-QUANTITY_FIELDS = {"sizeLimit"}  # emptyDir
+QUANTITY_FIELDS = {"sizeLimit", "averageValue"}  # emptyDir; an HPA target
 
 
 def same_quantity(a: Any, b: Any) -> bool:
