@@ -3,8 +3,9 @@
 A parent is reconciled on every event of every child, but its children depend only on the parent's
 identity and spec, the operator configuration and (for ``fromTrainingJob``) the resolved model; not on
 its labels or annotations, which kopf rewrites on every handled change (a test holds the renderer to
-that). Rendering is the costliest step of a pass (Jinja, then YAML), so passes that change
-none of those inputs reuse the last result. The lists returned are shared: callers must not mutate them.
+that). Rendering is the costliest step of our own code in a pass, so passes that change none of
+those inputs (nearly all of them) reuse the last result. The lists returned are shared: callers must
+not mutate them.
 """
 
 from __future__ import annotations
