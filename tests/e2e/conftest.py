@@ -6,9 +6,17 @@ the cluster unless LLMOPS_E2E_EXTERNAL_OPERATOR=1 says one is already deployed t
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
+import pytest
+
+from llmops_operator.controller.settings import TUNABLES
+
 sys.path.insert(0, str(Path(__file__).parent))
-os.environ.setdefault("LLMOPS_OPERATOR_RESYNC_SECONDS", "5")
+
+
+@pytest.fixture(autouse=True)
+def resync_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the in-process operator's periodic pass restores unwatched children (e.g. a deleted Role)
+    monkeypatch.setattr(TUNABLES, "resync_seconds", 5.0)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import os
+import pytest
 
-os.environ.setdefault("LLMOPS_OPERATOR_RESYNC_SECONDS", "1.5")
-os.environ.setdefault("LLMOPS_OPERATOR_CRD_RETRY_SECONDS", "1")
+from llmops_operator.controller.settings import TUNABLES
+
+
+@pytest.fixture(autouse=True)
+def short_periods(monkeypatch: pytest.MonkeyPatch) -> None:
+    # set on the object, not through LLMOPS_OPERATOR_* variables: those are read once, at import,
+    # and another folder's conftest may import the operator first (the full suite once ran these
+    # tests with the e2e suite's 5 s resync and kopf's 60 s retry, and timed out)
+    monkeypatch.setattr(TUNABLES, "resync_seconds", 1.5)
+    monkeypatch.setattr(TUNABLES, "crd_retry_seconds", 1.0)
+    monkeypatch.setattr(TUNABLES, "error_backoff_seconds", 0.5)
 
 
 def pytest_configure(config):

@@ -7,6 +7,8 @@ import asyncio
 import pytest
 from op_harness import IE_API, PTJ, TJ_API, condition, endpoint, eventually, running, training_job
 
+from llmops_operator.controller.settings import TUNABLES
+
 pytestmark = pytest.mark.timeout(90)
 
 N = 4
@@ -59,6 +61,18 @@ async def test_converges_under_500_409_and_delays():
         emu.faults = 0
         await assert_no_duplicates(cluster)
         assert any(r[0] == "POST" for r in emu.log)
+
+
+async def test_a_handler_that_meets_api_errors_retries_soon_without_the_periodic_pass(monkeypatch):
+    monkeypatch.setattr(TUNABLES, "resync_seconds", 600.0)  # only handler retries can converge
+    async with running(faults=0.3) as (cluster, _op, emu):
+        emu.patch_conflicts = False  # on those kopf waits for the next event, which may never come
+        for i in range(N):
+            await cluster.create(training_job(f"job{i}"))
+            await cluster.create(endpoint(f"ep{i}"))
+        # kopf's own default would retry a failed handler after 60 s
+        await eventually(lambda: converged(cluster), timeout=30, what="convergence by handler retries")
+        await assert_no_duplicates(cluster)
 
 
 async def test_restart_mid_reconcile_converges_without_duplicates():

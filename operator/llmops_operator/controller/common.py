@@ -8,6 +8,7 @@ import kopf
 
 from .. import api
 from . import cache, conditions, events, kube, status
+from .settings import TUNABLES
 
 
 class Outcome(Exception):
@@ -23,13 +24,24 @@ class Outcome(Exception):
         return kopf.TemporaryError(str(self), delay=self.delay)
 
 
+TRANSIENT = {409, 429, 500, 502, 503, 504}  # conflicts, throttling, an API server briefly unwell
+
+
 async def handle(body: kopf.Body, reconcile: Any, reason: str) -> None:
-    """Every create/resume/update handler: note the object, reconcile it, map the outcome for kopf."""
+    """Every create/resume/update handler: note the object, reconcile it, map the outcome for kopf.
+
+    A transient API error retries the handler after ``error_backoff_seconds`` rather than kopf's
+    default of 60 s: what the pass already wrote stays, so the retry only finishes the rest.
+    """
     cache.remember(dict(body))
     try:
         await reconcile(body.metadata.namespace, body.metadata.name, reason)
     except Outcome as e:
         raise e.to_kopf() from None
+    except kube.ApiError as e:
+        if e.status not in TRANSIENT:
+            raise
+        raise kopf.TemporaryError(str(e), delay=TUNABLES.error_backoff_seconds) from e
 
 
 def clean(body: dict[str, Any]) -> dict[str, Any]:
