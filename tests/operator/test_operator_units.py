@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime
 
+import kopf
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmops_operator.controller import children, conditions, progress, training
+from llmops_operator.controller import children, conditions, kube, progress, training
+from llmops_operator.controller.common import handle
 from llmops_operator.controller.inference import replica_state, selector_string
+from llmops_operator.controller.settings import TUNABLES
 
 
 def test_transition_time_changes_only_with_status():
@@ -122,8 +126,6 @@ def test_replica_state_and_selector():
 
 
 def test_kube_paths_plurals_and_recorded_calls():
-    from llmops_operator.controller import kube
-
     assert kube.path("v1", "configmaps", "ns", "c") == "/api/v1/namespaces/ns/configmaps/c"
     assert kube.path("apps/v1", "deployments", "ns") == "/apis/apps/v1/namespaces/ns/deployments"
     assert kube.path("llmops.dev/v1alpha1", "trainingjobs", "ns", "t", "status").endswith(
@@ -162,3 +164,30 @@ def test_contains_reads_children_as_the_api_server_writes_them_back():
     )  # not a quantity
     assert not children.contains({**canonical, "tolerations": [{"key": "x"}]}, desired)
     assert not children.contains({**canonical, "resources": {"limits": {"cpu": "lots"}}}, desired)
+
+
+@pytest.mark.parametrize("status", [409, 429, 500, 503])
+async def test_a_transient_api_error_retries_the_handler_after_the_short_backoff(status):
+    async def reconcile(ns, name, reason):
+        raise kube.ApiError(status, "Unwell")
+
+    with pytest.raises(kopf.TemporaryError) as e:
+        await handle(kopf.Body(PARENT), reconcile, "create")
+    assert e.value.delay == TUNABLES.error_backoff_seconds
+
+
+@pytest.mark.parametrize("status", [403, 404, 422])
+async def test_other_api_errors_are_left_to_kopf(status):
+    async def reconcile(ns, name, reason):
+        raise kube.ApiError(status, "No")
+
+    with pytest.raises(kube.ApiError):
+        await handle(kopf.Body(PARENT), reconcile, "create")
+
+
+PARENT = {
+    "apiVersion": "llmops.dev/v1alpha1",
+    "kind": "TrainingJob",
+    "metadata": {"name": "j", "namespace": "ns", "uid": "u"},
+    "spec": {},
+}
