@@ -39,8 +39,9 @@ import aiohttp
 import kmock
 from lean_emulator import LeanEmulator, declare
 
-from llmops_operator import api, render
-from llmops_operator.config import OperatorConfig
+from llmops_core import api
+from llmops_core.config import OperatorConfig
+from llmops_operator import render
 from llmops_operator.controller import children, kube
 
 NS = "default"

@@ -162,7 +162,7 @@ def main() -> int:
         os.environ["LLMOPS_PVC_ROOT"] = str(work / "pvc")
         loop.Reporter = TimedReporter  # the loop builds its reporter by this name
         tok_dir = work / "tokenizer"
-        from llmops_operator.api.presets import PRESETS
+        from llmops_core.api.presets import PRESETS
         from llmops_train.tokenizer import train_bpe
 
         docs = read_documents([CORPUS], "text", "text")

@@ -1,4 +1,4 @@
-"""llmops.storage: URI parsing, pvc:// resolution, resumable and verified S3 transfers (moto)."""
+"""llmops_core.storage: URI parsing, pvc:// resolution, resumable and verified S3 transfers (moto)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from llmops import storage
+from llmops_core import storage
 
 
 def test_parse() -> None:

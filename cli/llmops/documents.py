@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from llmops_operator.api import Issue, Resource, SpecError, TrainingJob, load
+from llmops_core.api import Issue, Resource, SpecError, TrainingJob, load
 
 
 @dataclass(frozen=True)

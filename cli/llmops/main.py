@@ -56,7 +56,7 @@ def validate(files: tuple[str, ...]) -> None:
 )
 def render(files: tuple[str, ...], fmt: str, config_file: Path | None) -> None:
     """Print the Kubernetes objects the operator would create, exactly."""
-    from llmops_operator.config import OperatorConfig
+    from llmops_core.config import OperatorConfig
     from llmops_operator.render import UnresolvedModel
     from llmops_operator.render import render as render_resource
 
@@ -74,7 +74,7 @@ def render(files: tuple[str, ...], fmt: str, config_file: Path | None) -> None:
         try:
             objects += render_resource(resource, config, resolved_model=resolved)
         except UnresolvedModel as e:
-            from llmops_operator.api import Issue
+            from llmops_core.api import Issue
 
             path, _, message = str(e).partition(": ")
             problems.append(Problem(doc, Issue(path, message + " (give its manifest in the same command)")))
@@ -101,7 +101,7 @@ def render(files: tuple[str, ...], fmt: str, config_file: Path | None) -> None:
 )
 def crds(directory: Path | None, check_dir: Path | None) -> None:
     """Print (or write, or check) the CustomResourceDefinitions generated from the API models."""
-    from llmops_operator.crd import crd_files, write_crds
+    from llmops_core.crd import crd_files, write_crds
 
     if check_dir is not None:
         stale = [

@@ -1,6 +1,6 @@
 """Find, load and optionally quantize the model a server runs.
 
-LOCATION is a local directory or a `pvc://` / `s3://` URI, resolved by the shared `llmops.storage`.
+LOCATION is a local directory or a `pvc://` / `s3://` URI, resolved by the shared `llmops_core.storage`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ PROBE = "The quick brown fox jumps over the lazy dog. Kubernetes schedules pods 
 
 def resolve_location(location: str, cache_dir: Path | None = None) -> Path:
     """Local path for LOCATION: as is, under $LLMOPS_PVC_ROOT for pvc://, downloaded for s3://."""
-    from llmops import storage
+    from llmops_core import storage
 
     return storage.resolve(location, cache_dir=cache_dir)
 

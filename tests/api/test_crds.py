@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from llmops_operator.crd import all_crds, crd_files, structural
+from llmops_core.crd import all_crds, crd_files, structural
 from tests.manifests import ROOT
 
 CRD_DIR = ROOT / "manifests" / "crds"

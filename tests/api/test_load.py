@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmops_operator import api
+from llmops_core import api
 from tests.manifests import endpoint, example_docs, training_job
 
 
@@ -112,7 +112,7 @@ def test_names_fit_every_derived_object(name: str, fragment: str) -> None:
 
 
 def test_longest_allowed_name_keeps_children_within_63() -> None:
-    from llmops_operator.api.validation import MAX_NAME, TRAINING_SUFFIXES
+    from llmops_core.api.validation import MAX_NAME, TRAINING_SUFFIXES
 
     longest = "a" * MAX_NAME["TrainingJob"]
     doc = training_job()

@@ -11,7 +11,8 @@ import pytest
 from lean_emulator import LeanEmulator, declare
 from op_harness import PTJ, TJ_API, condition, eventually, running, training_job
 
-from llmops_operator import api, render
+from llmops_core import api
+from llmops_operator import render
 from llmops_operator.controller import cache, children, desired, kube, registry, settings, training
 
 pytestmark = pytest.mark.timeout(60)

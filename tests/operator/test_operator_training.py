@@ -16,7 +16,8 @@ from op_harness import (
     training_job,
 )
 
-from llmops_operator import api, render
+from llmops_core import api
+from llmops_operator import render
 from llmops_operator.controller import settings
 
 pytestmark = pytest.mark.timeout(60)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops_operator import api
+from llmops_core import api
 from llmops_operator.render import render
 from tests.kube import assert_valid, pytorchjob_validator
 from tests.manifests import EXAMPLES, example_docs

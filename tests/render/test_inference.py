@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from llmops_operator import api
+from llmops_core import api
 from llmops_operator.render import UnresolvedModel, render
 from tests.kube import assert_valid
 from tests.manifests import endpoint
@@ -148,7 +148,7 @@ def test_vllm_runtime_args_and_tensor_parallel() -> None:
 def test_vllm_from_s3_stages_the_model_first() -> None:
     out = objects(runtime="vllm", resources=GPU, model={"location": "s3://bucket/llama/"})
     init = pod(out)["initContainers"][0]
-    assert init["command"] == ["python", "-m", "llmops.storage", "fetch", "s3://bucket/llama/", "/model"]
+    assert init["command"] == ["python", "-m", "llmops_core.storage", "fetch", "s3://bucket/llama/", "/model"]
     args = server(out)["args"]
     assert args[args.index("--model") + 1] == "/model"
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llmops_operator import api
+from llmops_core import api
 from llmops_operator.render import render
 
 HOSTILE = (

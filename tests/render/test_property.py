@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from llmops_operator import api
-from llmops_operator.api.hardware import INSTANCES
-from llmops_operator.api.presets import PRESETS
+from llmops_core import api
+from llmops_core.api.hardware import INSTANCES
+from llmops_core.api.presets import PRESETS
 from llmops_operator.render import render
 from tests.kube import assert_valid
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from llmops_operator import api
-from llmops_operator.config import OperatorConfig
+from llmops_core import api
+from llmops_core.config import OperatorConfig
 from llmops_operator.render import render
 from tests.kube import assert_valid
 from tests.manifests import training_job

@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def locate_inputs(cfg: RunConfig, d: Dist) -> Inputs:
     """Resolve (download on rank 0 first) and check data and model before anything heavy."""
-    from llmops import storage
+    from llmops_core import storage
 
     from . import distributed as D
     from .config import InputError

@@ -203,7 +203,7 @@ def fetch_from_mirror(root: Path, s3_prefix: str) -> Path | None:
     none (scratch storage, a new claim). Called by rank 0 only when no local checkpoint is usable."""
     import boto3
 
-    from llmops import storage
+    from llmops_core import storage
 
     base = s3_prefix.rstrip("/")
     loc = storage.parse(base)
@@ -233,7 +233,7 @@ def fetch_from_mirror(root: Path, s3_prefix: str) -> Path | None:
 
 def mirror(path: Path, s3_prefix: str) -> None:
     """Copy a finished checkpoint to S3 with verified uploads; a failure warns, training goes on."""
-    from llmops.storage import upload_dir
+    from llmops_core.storage import upload_dir
 
     try:
         n = upload_dir(path, f"{s3_prefix.rstrip('/')}/{path.name}")

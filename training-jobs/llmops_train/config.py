@@ -1,6 +1,6 @@
 """Turn a TrainingJob manifest plus the pod's environment and CLI overrides into one resolved run config.
 
-The manifest is parsed with ``llmops_operator.api.load`` so the trainer and the operator agree on every
+The manifest is parsed with ``llmops_core.api.load`` so the trainer and the operator agree on every
 field and default; nothing here re-validates what the API already checks.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from llmops_operator.api import SpecError, TrainingJob, load
-from llmops_operator.api.training import Hyperparameters, TrainingJobSpec
+from llmops_core.api import SpecError, TrainingJob, load
+from llmops_core.api.training import Hyperparameters, TrainingJobSpec
 
 
 class InputError(Exception):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
-from llmops import storage
+from llmops_core import storage
 
 
 def save_hf(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from llmops_operator.api.presets import PRESETS
+from llmops_core.api.presets import PRESETS
 
 from . import checkpoint as ckpt
 from . import data as data_mod

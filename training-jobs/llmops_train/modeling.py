@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from llmops_operator.api.presets import PRESETS
+from llmops_core.api.presets import PRESETS
 
 from .config import InputError
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import kopf
 
-from .. import api
+from llmops_core import api
+
 from . import cache, conditions, events, kube, status
 from .settings import TUNABLES
 

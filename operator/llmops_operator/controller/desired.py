@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ..config import OperatorConfig
+from llmops_core.config import OperatorConfig
 
 MAX_ENTRIES = 4096  # ~7 children each; a few MiB at most
 _entries: OrderedDict[str, tuple[OperatorConfig, list[dict[str, Any]]]] = OrderedDict()

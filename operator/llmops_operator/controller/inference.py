@@ -8,8 +8,10 @@ from typing import Any
 
 import kopf
 
-from .. import api, render
-from ..api import GROUP, VERSION
+from llmops_core import api
+from llmops_core.api import GROUP, VERSION
+
+from .. import render
 from . import cache, children, conditions, desired, events, kube, serial, status
 from .common import Outcome, announce, clean, fetch, handle, load_parent, stalled
 from .registry import REGISTRY

@@ -7,7 +7,8 @@ from typing import Any
 
 import kopf
 
-from ..api import GROUP
+from llmops_core.api import GROUP
+
 from . import kube
 from .settings import TUNABLES
 

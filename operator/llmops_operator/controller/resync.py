@@ -13,7 +13,8 @@ from typing import Any
 
 import kopf
 
-from ..api import GROUP, VERSION
+from llmops_core.api import GROUP, VERSION
+
 from . import cache, inference, training
 from .common import Outcome
 from .registry import REGISTRY

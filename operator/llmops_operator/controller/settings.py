@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from ..config import OperatorConfig
+from llmops_core.config import OperatorConfig
 
 
 def _float(name: str, default: float) -> float:

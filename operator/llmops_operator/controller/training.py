@@ -9,8 +9,10 @@ from typing import Any
 
 import kopf
 
-from .. import api, render
-from ..api import GROUP, VERSION
+from llmops_core import api
+from llmops_core.api import GROUP, VERSION
+
+from .. import render
 from ..render.training import names
 from . import cache, children, conditions, desired, events, inference, kube, progress, serial, status
 from .common import Outcome, announce, fetch, handle, load_parent, stalled

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api import InferenceEndpoint, Resource, TrainingJob
-from ..config import OperatorConfig
+from llmops_core.api import InferenceEndpoint, Resource, TrainingJob
+from llmops_core.config import OperatorConfig
+
 from .inference import UnresolvedModel, render_inference_endpoint
 from .training import render_training_job
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.inference import InferenceEndpoint
-from ..config import OperatorConfig
+from llmops_core.api.inference import InferenceEndpoint
+from llmops_core.config import OperatorConfig
+from llmops_core.serving import PORT, ServerContract, to_env
+
 from . import pods
 from .engine import render_template
 
-PORT = 8000
 API_KEY_DIR = "/etc/llmops/secrets"
 PRESTOP_SECONDS = 15  # lets endpoints controllers and load balancers stop routing before the drain
 DRAIN_SECONDS = 30
@@ -42,7 +43,7 @@ def _fetch_init(location: str, image: str, pull_policy: str) -> list[dict[str, A
             "name": "fetch-model",
             "image": image,
             "imagePullPolicy": pull_policy,
-            "command": ["python", "-m", "llmops.storage", "fetch", location, "/model"],
+            "command": ["python", "-m", "llmops_core.storage", "fetch", location, "/model"],
             "env": [{"name": "HOME", "value": "/tmp"}],
         }
     ]
@@ -53,22 +54,21 @@ def _container(ie: InferenceEndpoint, config: OperatorConfig, location: str) -> 
     served = spec.model.name or ie.metadata.name
     key_file = f"{API_KEY_DIR}/{server.api_key_secret.key}" if server.api_key_secret else None
     if spec.runtime == "llmops":
-        ours: dict[str, Any] = {
-            "LLMOPS_MODEL": location,
-            "LLMOPS_SERVED_MODEL_NAME": served,
-            "LLMOPS_PORT": PORT,
-            "LLMOPS_MAX_BATCH_SIZE": server.max_batch_size,
-            "LLMOPS_MAX_QUEUE": server.max_queue,
-            "LLMOPS_MAX_MODEL_LEN": server.max_model_len,
-            "LLMOPS_QUANTIZE": server.quantization,
-            "LLMOPS_DTYPE": server.dtype,
-            "LLMOPS_API_KEY_FILE": key_file,
-            "LLMOPS_DRAIN_TIMEOUT": DRAIN_SECONDS,
-            "LLMOPS_PVC_ROOT": config.pvc_root,
-            "LLMOPS_CACHE_DIR": "/cache",
-            "LLMOPS_LOG_JSON": "true",
-            "HOME": "/tmp",
-        }
+        contract = ServerContract(
+            model=location,
+            served_model_name=served,
+            max_batch_size=server.max_batch_size,
+            max_queue=server.max_queue,
+            max_model_len=server.max_model_len,
+            quantize=server.quantization,
+            dtype=server.dtype,
+            api_key_file=key_file,
+            drain_timeout=DRAIN_SECONDS,
+            pvc_root=config.pvc_root,
+            cache_dir="/cache",
+            log_json=True,
+        )
+        ours: dict[str, Any] = {**to_env(contract), "HOME": "/tmp"}
         return {
             "image": spec.image or config.server_image,
             "command": ["python", "-m", "llmops_serve"],

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from llmops.storage import parse
-
-from ..api.common import EnvVar, Toleration
-from ..api.hardware import EFA_RESOURCE, RESOURCE_NAMES
+from llmops_core.api.common import EnvVar, Toleration
+from llmops_core.api.hardware import EFA_RESOURCE, RESOURCE_NAMES
+from llmops_core.storage import parse
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 # Taints on accelerator nodes differ between blueprints (key only, or key=true); Exists covers both.
@@ -78,7 +77,7 @@ def claims(uris: Iterable[str | None]) -> list[str]:
 
 
 def claim_volumes(names: list[str], pvc_root: str, read_only: bool) -> tuple[list[dict], list[dict]]:
-    """Volumes and mounts that put each claim at ``<pvc_root>/<claim>``, where llmops.storage looks."""
+    """Volumes and mounts that put each claim at ``<pvc_root>/<claim>``, where llmops_core.storage looks."""
     volumes = [{"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": n}} for i, n in enumerate(names)]
     mounts = [
         {"name": f"pvc-{i}", "mountPath": f"{pvc_root}/{n}", "readOnly": read_only}

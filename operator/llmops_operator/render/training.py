@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 
-from ..api.hardware import INSTANCES
-from ..api.training import TrainingJob
-from ..config import OperatorConfig
+from llmops_core.api.hardware import INSTANCES
+from llmops_core.api.training import TrainingJob
+from llmops_core.config import OperatorConfig
+
 from . import pods
 from .engine import render_template
 

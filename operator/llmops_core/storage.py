@@ -180,10 +180,10 @@ def upload_dir(directory: Path, uri: str, client: Any = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m llmops.storage fetch URI DEST``: what an init container runs to stage a model."""
+    """``python -m llmops_core.storage fetch URI DEST``: what an init container runs to stage a model."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m llmops.storage")
+    parser = argparse.ArgumentParser(prog="python -m llmops_core.storage")
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("fetch", help="copy an s3:// prefix (or object) to a local directory")
     fetch.add_argument("uri")

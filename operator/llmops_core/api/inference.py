@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ..serving import Dtype, default
 from .common import (
     API_VERSION,
     ApiModel,
@@ -101,11 +102,11 @@ class Autoscaling(ApiModel):
 
 
 class ServerOptions(ApiModel):
-    max_batch_size: int = Field(16, ge=1, le=1024)
-    max_queue: int = Field(256, ge=0, le=100000)
+    max_batch_size: int = Field(default("max_batch_size"), ge=1, le=1024)
+    max_queue: int = Field(default("max_queue"), ge=0, le=100000)
     max_model_len: int | None = Field(None, ge=16)
     quantization: str = Field("none", description="llmops: none|int8; vllm: none|awq|gptq|fp8|bitsandbytes.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Dtype = "auto"
     api_key_secret: KeyRef | None = Field(
         None, description="Secret key holding accepted API keys, one per line."
     )

@@ -13,8 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from llmops.storage import parse as parse_location
-
+from ..storage import parse as parse_location
 from .common import DNS1035, LABEL_VALUE
 from .hardware import EFA_RESOURCE, INSTANCES, family_accelerator
 from .inference import QUANTIZATION, InferenceEndpoint

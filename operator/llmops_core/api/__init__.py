@@ -1,6 +1,6 @@
 """The llmops.dev/v1alpha1 API: pydantic models are the one source of truth for CRDs and validation.
 
-This package imports only pydantic (and ``llmops.storage`` for URI parsing), so the trainer and the
+This package imports only pydantic (and ``llmops_core.storage`` for URI parsing), so the trainer and the
 server can read the same manifests without pulling in kopf or kubernetes.
 """
 
