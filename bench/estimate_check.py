@@ -13,7 +13,7 @@ kernel's. The child pins glibc's mmap threshold (``MALLOC_MMAP_THRESHOLD_=65536`
 64 KiB is its own mapping, returned to the kernel when freed, so resident memory follows live tensor
 bytes instead of malloc's high-water heap), uses one intra-op thread, and after loading the model
 resets the kernel's peak-RSS counter (``/proc/self/clear_refs`` 5). Measured peak = (anonymous RSS
-after loading − before loading: the weights) + (VmHWM after the steps − VmRSS at the reset: everything
+after loading - before loading: the weights) + (VmHWM after the steps - VmRSS at the reset: everything
 the steps added at their worst moment). Unlike counting saved tensors this includes every transient
 (logit gradients, optimizer temporaries), which is what decides whether a job fits.
 
@@ -84,11 +84,12 @@ class Case:
 QUICK = [
     Case("small b4 s256", 256, 4, 4, 4, 1024, 8192, 4, 256),
     Case("small b4 s256 ckpt", 256, 4, 4, 4, 1024, 8192, 4, 256, checkpointing=True),
-    Case("h512 L8 gqa b4 s512", 512, 8, 8, 2, 1536, 8192, 4, 512),
-    Case("h512 L8 gqa b4 s512 lora", 512, 8, 8, 2, 1536, 8192, 4, 512, lora_rank=8),
+    Case("small b4 s256 lora", 256, 4, 4, 4, 1024, 8192, 4, 256, lora_rank=8),
 ]
 FULL = [
     *QUICK,
+    Case("h512 L8 gqa b4 s512", 512, 8, 8, 2, 1536, 8192, 4, 512),
+    Case("h512 L8 gqa b4 s512 lora", 512, 8, 8, 2, 1536, 8192, 4, 512, lora_rank=8),
     Case("small b2 s1024", 256, 4, 4, 4, 1024, 8192, 2, 1024),
     Case("h512 L8 gqa b4 s512 ckpt", 512, 8, 8, 2, 1536, 8192, 4, 512, checkpointing=True),
     Case("h512 L8 gqa b4 s512 lora ckpt", 512, 8, 8, 2, 1536, 8192, 4, 512, True, 8),
@@ -189,7 +190,9 @@ def measure_training(case: Case) -> dict:
             **os.environ,
             "MALLOC_MMAP_THRESHOLD_": "65536",
             "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join(str(ROOT / s) for s in ("operator", "training-jobs", "inference-service")),
+            "PYTHONPATH": os.pathsep.join(
+                str(ROOT / s) for s in ("operator", "training-jobs", "inference-service")
+            ),
         }
         out = subprocess.run(
             [sys.executable, __file__, "--child", json.dumps(asdict(case)), tmp],
@@ -281,14 +284,18 @@ def main() -> None:
         print(json.dumps(child(Case(**json.loads(args.child[0])), Path(args.child[1]))))
         return
     rows = [measure_training(c) for c in (QUICK if args.quick else FULL)]
-    print(f"{'training case':34} {'params':>10} {'trainable':>10} {'estimate':>9} {'measured':>9} {'ratio':>6} {'16B/param+act sum':>17}")
+    print(
+        f"{'training case':34} {'params':>10} {'trainable':>10} {'estimate':>9} {'measured':>9} {'ratio':>6} {'16B/param+act sum':>17}"
+    )
     for r in rows:
         print(
             f"{r['case']:34} {r['parameters']:>10,} {r['trainable']:>10,} {r['estimate_mib']:>8.1f}M "
             f"{r['measured_mib']:>8.1f}M {r['ratio']:>6.3f} {r['naive_sum_mib']:>16.1f}M"
         )
     kv = [measure_kv(*c) for c in (KV_QUICK if args.quick else KV_FULL)]
-    print(f"\n{'KV cache case':26} {'context':>7} {'estimate':>9} {'live':>9} {'ratio':>6} {'buffers':>9} {'buf/live':>8}")
+    print(
+        f"\n{'KV cache case':26} {'context':>7} {'estimate':>9} {'live':>9} {'ratio':>6} {'buffers':>9} {'buf/live':>8}"
+    )
     for r in kv:
         print(
             f"{r['case']:26} {r['context']:>7} {r['estimate_mib']:>8.2f}M {r['live_mib']:>8.2f}M "

@@ -303,7 +303,9 @@ def training_memory(shape: ModelShape, plan: TrainingPlan) -> TrainingMemory:
     per_token = activation_bytes_per_token(shape, plan, checkpointed=ckpt)
     rope = 2 * plan.sequence_length * shape.head_dim * 4 * (0 if ckpt else 1)
     full_layer = activation_bytes_per_token(shape, plan, checkpointed=False)
-    layer_full = (full_layer - activation_bytes_per_token(shape, plan, checkpointed=True)) / shape.num_hidden_layers
+    layer_full = (
+        full_layer - activation_bytes_per_token(shape, plan, checkpointed=True)
+    ) / shape.num_hidden_layers
     largest = max(shape.embedding_parameters, max(a * b for a, b in shape.module_shapes().values()))
     # AdamW on CPU updates one tensor at a time (a few temporaries of the largest); on accelerators the
     # foreach/fused kernels hold about one extra copy of the shard's states.
@@ -353,18 +355,20 @@ class InferencePlan:
     dtype: Literal["fp32", "bf16", "fp16"] = "bf16"
     quantization: Literal["none", "int8", "fp8", "int4"] = "none"
     devices: int = 1  # tensor-parallel devices per replica
+    runtime: Literal["llmops", "vllm"] = "llmops"
 
 
 @dataclass(frozen=True)
 class InferenceMemory:
     weights: int
-    kv_cache: int
+    kv_cache: int  # live keys and values for batch x context
+    kv_growth: int  # the bundled server's cache buffers double when full: up to one more live size
     working: int  # one prefill's layer activations and the last-token logits
     devices: int
 
     @property
     def peak(self) -> int:
-        return self.weights + self.kv_cache + self.working
+        return self.weights + self.kv_cache + self.kv_growth + self.working
 
 
 def kv_cache_bytes(shape: ModelShape, batch: int, context: int, dtype_bytes: float) -> int:
@@ -380,13 +384,16 @@ def inference_memory(shape: ModelShape, plan: InferencePlan) -> InferenceMemory:
     else:  # matrices quantized (with one fp32 scale per output channel), embeddings and norms not
         q = WEIGHT_BYTES[plan.quantization]
         matrices = shape.matrix_parameters
-        scales = 4 * (shape.num_hidden_layers * sum(o for _, o in shape.module_shapes().values()) + shape.vocab_size)
+        scales = 4 * (
+            shape.num_hidden_layers * sum(o for _, o in shape.module_shapes().values()) + shape.vocab_size
+        )
         weights = matrices * q + scales + (shape.parameters - matrices) * act
     kv = kv_cache_bytes(shape, plan.batch_size, plan.context, act)
     h, i = shape.hidden_size, shape.intermediate_size
     working = plan.context * (4 * h + 3 * i) * act + plan.batch_size * shape.vocab_size * 4
     d = plan.devices
-    return InferenceMemory(int(weights / d), kv // d, int(working / d), d)
+    growth = kv // d if plan.runtime == "llmops" else 0  # vLLM's paged blocks are preallocated
+    return InferenceMemory(int(weights / d), kv // d, growth, int(working / d), d)
 
 
 # --- hardware and cost -------------------------------------------------------------------------
@@ -423,7 +430,7 @@ INFERENCE_ACCELERATORS = {"nvidia-gpu", "aws-inferentia", "aws-trainium"}
 def training_options(
     shape: ModelShape, plan: TrainingPlan, tokens: int | None = None, mfu: float = 0.4, max_nodes: int = 64
 ) -> list[Option]:
-    """The fewest instances of each type on which every device fits (FSDP shards further per node).
+    """Per family, the cheapest instance type and count on which every device fits (FSDP shards further).
 
     With DDP each device holds everything, so more nodes never help; with FSDP the count grows until
     the shard fits. ``tokens`` (the whole run) gives hours from 6 x params x tokens at ``mfu``.
@@ -432,17 +439,19 @@ def training_options(
     for itype, inst in INSTANCES.items():
         if inst.accelerator not in TRAINING_ACCELERATORS:
             continue
-        counts = range(1, max_nodes + 1) if plan.strategy == "fsdp" else [max(1, plan.world_size // inst.devices)]
+        counts = (
+            range(1, max_nodes + 1) if plan.strategy == "fsdp" else [max(1, plan.world_size // inst.devices)]
+        )
         for n in counts:
             p = replace(plan, world_size=n * inst.devices, device="accelerator")
             need = training_memory(shape, p).peak
             if need <= usable_bytes(inst):
                 out.append(_option(itype, inst, n, need, shape, tokens, mfu))
                 break
-    return sorted(out, key=lambda o: (o.usd_per_hour is None, o.usd_per_hour or 0.0))
+    return _cheapest_per_family(out)
 
 
-def inference_options(shape: ModelShape, plan: InferencePlan, runtime: str = "llmops") -> list[Option]:
+def inference_options(shape: ModelShape, plan: InferencePlan) -> list[Option]:
     """The smallest size of each family whose devices hold one replica (tensor parallel over its devices)."""
     out = []
     by_family: dict[str, list[tuple[str, Instance]]] = {}
@@ -453,13 +462,15 @@ def inference_options(shape: ModelShape, plan: InferencePlan, runtime: str = "ll
         ranked = sorted(members, key=lambda m: (m[1].devices, ON_DEMAND_USD_PER_HOUR.get(m[0]) or math.inf))
         for itype, inst in ranked:
             need = inference_memory(shape, replace(plan, devices=inst.devices)).peak
-            if need <= usable_bytes(inst, runtime):
+            if need <= usable_bytes(inst, plan.runtime):
                 out.append(_option(itype, inst, 1, need, shape, None, 0.0))
                 break
     return sorted(out, key=lambda o: (o.usd_per_hour is None, o.usd_per_hour or 0.0))
 
 
-def _option(itype: str, inst: Instance, n: int, need: int, shape: ModelShape, tokens: int | None, mfu: float) -> Option:
+def _option(
+    itype: str, inst: Instance, n: int, need: int, shape: ModelShape, tokens: int | None, mfu: float
+) -> Option:
     price = ON_DEMAND_USD_PER_HOUR.get(itype)
     per_hour = None if price is None else round(price * n, 4)
     hours = None
@@ -524,7 +535,9 @@ def shape_for(resource: TrainingJob | InferenceEndpoint) -> ModelShape | None:
     return None
 
 
-def check_fit(resource: TrainingJob | InferenceEndpoint, shape: ModelShape | None = None) -> FitFinding | None:
+def check_fit(
+    resource: TrainingJob | InferenceEndpoint, shape: ModelShape | None = None
+) -> FitFinding | None:
     """None when the resource fits, or when it cannot be told offline (model remote, no instance type).
 
     With several instance types the smallest device decides: the scheduler may pick any of them.
@@ -560,24 +573,28 @@ def _check_training(job: TrainingJob, shape: ModelShape, itype: str, inst: Insta
     if not plan.activation_checkpointing:
         ckpt = replace(plan, activation_checkpointing=True)
         if training_memory(shape, ckpt).peak <= have:
-            tips.append(f"activationCheckpointing: true ({_gib(training_memory(shape, ckpt).peak)} per device)")
+            tips.append(
+                f"activationCheckpointing: true ({_gib(training_memory(shape, ckpt).peak)} per device)"
+            )
     if plan.batch_size > 1:
         for b in (plan.batch_size // 2, plan.batch_size // 4, 1):
             if b >= 1 and training_memory(shape, replace(plan, batch_size=b)).peak <= have:
                 tips.append(f"batchSize: {b} with gradientAccumulation x{plan.batch_size // b}")
                 break
-    bigger = _bigger_instance(lambda i: training_memory(shape, replace(plan, world_size=i.devices * plan.world_size // max(1, job.spec.resources.accelerators_per_node))).peak, inst, "training")
+    bigger = _bigger_instance(lambda i: need, inst, "training")  # same devices, more memory each
     if bigger:
         tips.append(f"instance type {bigger}")
     return FitFinding("TrainingJob", job.metadata.name, itype, need, have, tips)
 
 
-def _check_inference(ep: InferenceEndpoint, shape: ModelShape, itype: str, inst: Instance) -> FitFinding | None:
+def _check_inference(
+    ep: InferenceEndpoint, shape: ModelShape, itype: str, inst: Instance
+) -> FitFinding | None:
     plan = plan_for_endpoint(ep, shape)
     runtime = ep.spec.runtime
+    if runtime == "vllm":  # vLLM starts when one full-length sequence fits; batches shrink to fit
+        plan = replace(plan, batch_size=1)
     need, have = inference_memory(shape, plan).peak, usable_bytes(inst, runtime)
-    if runtime == "vllm":  # vLLM only needs room for one full-length sequence to start
-        need = inference_memory(shape, replace(plan, batch_size=1)).peak
     if need <= have:
         return None
     tips = []
@@ -594,7 +611,7 @@ def _check_inference(ep: InferenceEndpoint, shape: ModelShape, itype: str, inst:
             if b >= 1 and inference_memory(shape, replace(plan, batch_size=b)).peak <= have:
                 tips.append(f"maxBatchSize: {b}")
                 break
-    bigger = _bigger_instance(lambda i: inference_memory(shape, replace(plan, devices=min(i.devices, max(plan.devices, 1)))).peak, inst, runtime)
+    bigger = _bigger_instance(lambda i: inference_memory(shape, plan).peak, inst, runtime)
     if bigger:
         tips.append(f"instance type {bigger}")
     return FitFinding("InferenceEndpoint", ep.metadata.name, itype, need, have, tips)
@@ -614,6 +631,7 @@ def plan_for_endpoint(ep: InferenceEndpoint, shape: ModelShape) -> InferencePlan
         dtype=dtype,
         quantization=quant,
         devices=ep.spec.resources.accelerators_per_replica,
+        runtime=ep.spec.runtime,
     )
 
 

@@ -30,7 +30,11 @@ ON_DEMAND_USD_PER_HOUR: dict[str, float | None] = {
 }  # fmt: skip
 
 # The Price List API names regions by their long name.
-_LOCATIONS = {"us-east-1": "US East (N. Virginia)", "us-east-2": "US East (Ohio)", "us-west-2": "US West (Oregon)"}
+_LOCATIONS = {
+    "us-east-1": "US East (N. Virginia)",
+    "us-east-2": "US East (Ohio)",
+    "us-west-2": "US West (Oregon)",
+}
 
 
 class PricingError(Exception):
