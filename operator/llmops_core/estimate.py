@@ -468,6 +468,16 @@ def inference_options(shape: ModelShape, plan: InferencePlan) -> list[Option]:
     return sorted(out, key=lambda o: (o.usd_per_hour is None, o.usd_per_hour or 0.0))
 
 
+def _cheapest_per_family(options: list[Option]) -> list[Option]:
+    best: dict[str, Option] = {}
+    for o in options:
+        family = o.instance_type.split(".")[0]
+        cur = best.get(family)
+        if cur is None or (o.usd_per_hour or math.inf) < (cur.usd_per_hour or math.inf):
+            best[family] = o
+    return sorted(best.values(), key=lambda o: (o.usd_per_hour is None, o.usd_per_hour or 0.0))
+
+
 def _option(
     itype: str, inst: Instance, n: int, need: int, shape: ModelShape, tokens: int | None, mfu: float
 ) -> Option:
