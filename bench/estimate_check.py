@@ -12,9 +12,10 @@ How peak memory is measured, and why: torch's CPU allocator keeps no statistics,
 kernel's. The child pins glibc's mmap threshold (``MALLOC_MMAP_THRESHOLD_=65536``: every tensor over
 64 KiB is its own mapping, returned to the kernel when freed, so resident memory follows live tensor
 bytes instead of malloc's high-water heap), uses one intra-op thread, and after loading the model
-resets the kernel's peak-RSS counter (``/proc/self/clear_refs`` 5). Measured peak = (anonymous RSS
-after loading - before loading: the weights) + (VmHWM after the steps - VmRSS at the reset: everything
-the steps added at their worst moment). Unlike counting saved tensors this includes every transient
+resets the kernel's peak-RSS counter (``/proc/self/clear_refs`` 5). Measured peak = (RSS after
+loading - before loading: the weights, which transformers maps from the safetensors file: we read them
+once so that they are resident, as the first forward would make them) + (VmHWM after the steps - VmRSS at the reset: everything the steps
+added at their worst moment). Unlike counting saved tensors this includes every transient
 (logit gradients, optimizer temporaries), which is what decides whether a job fits.
 
 KV cache: the bundled server's ``Engine`` prefills a batch of prompts and decodes a few tokens; the
@@ -119,6 +120,9 @@ def child(case: Case, model_dir: Path) -> dict:
     from llmops_train.loop import make_optimizer, seed_everything
     from llmops_train.modeling import load_base
 
+    if case.lora_rank:
+        import peft  # noqa: F401  (imported before the baseline: its code pages are not the model's)
+
     spec = {"preset": None, "base": str(model_dir)}
     if case.lora_rank:
         spec["lora"] = {"rank": case.lora_rank}
@@ -143,8 +147,12 @@ def child(case: Case, model_dir: Path) -> dict:
     )
     cfg = resolve(job, checkpoint_dir=str(model_dir / "ckpt"))
     seed_everything(cfg.hp.seed, "cpu")
+    _warm_up(cfg, model_dir)
     before = _status()
     model = load_base(model_dir, cfg.spec.model.lora)
+    with torch.no_grad():  # fault the mapped weights in now (the first forward would), to weigh them
+        for p in model.parameters():
+            p.sum()
     if cfg.hp.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
@@ -160,8 +168,38 @@ def child(case: Case, model_dir: Path) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     end = _status()
-    weights = reset["RssAnon"] - before["RssAnon"]
+    weights = reset["VmRSS"] - before["VmRSS"]
     return {"weights": weights, "peak": weights + end["VmHWM"] - reset["VmRSS"]}
+
+
+def _warm_up(cfg, model_dir: Path) -> None:
+    """One step of a tiny model through the same code, so that the kernels' code pages are resident
+    before the baseline (they are shared library pages, not the workload's memory)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmops_train.loop import make_optimizer
+    from llmops_train.modeling import load_base
+
+    tiny = model_dir / "warm-up"
+    LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=64
+        )
+    ).save_pretrained(tiny)
+    model = load_base(tiny, cfg.spec.model.lora)
+    if cfg.hp.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    optimizer = make_optimizer(model, cfg)
+    batch = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.sum()
+    model(input_ids=batch, labels=batch).loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.hp.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _write_model(case: Case, where: Path) -> None:

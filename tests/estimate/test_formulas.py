@@ -107,7 +107,8 @@ def test_lora_saved_activations_match():
     batch, seq = 2, 96
     lora = LoraPlan(rank=8)
     model = peft.get_peft_model(
-        build(SHAPE), peft.LoraConfig(r=8, lora_dropout=0.05, target_modules=list(lora.targets), task_type="CAUSAL_LM")
+        build(SHAPE),
+        peft.LoraConfig(r=8, lora_dropout=0.05, target_modules=list(lora.targets), task_type="CAUSAL_LM"),
     )
     plan = TrainingPlan(precision="fp32", lora=lora)
     measured = saved_bytes(model, batch, seq, SHAPE.vocab_size)

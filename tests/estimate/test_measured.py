@@ -7,6 +7,7 @@ docstring for how peak memory is measured and why). Goal: every estimate within 
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -17,6 +18,7 @@ pytest.importorskip("peft")
 
 spec = importlib.util.spec_from_file_location("estimate_check", ROOT / "bench" / "estimate_check.py")
 bench = importlib.util.module_from_spec(spec)
+sys.modules["estimate_check"] = bench  # dataclasses look their module up
 spec.loader.exec_module(bench)
 
 
