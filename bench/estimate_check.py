@@ -24,6 +24,7 @@ grow geometrically) are compared with ``kv_cache_bytes``.
 
     python bench/estimate_check.py           # all cases, ~3 min on a shared 2-core VM
     python bench/estimate_check.py --quick   # the cases the test runs
+    python bench/estimate_check.py --cuda    # on a GPU: bf16 autocast, torch.cuda.max_memory_allocated
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,6 +310,87 @@ def measure_kv(batch: int, prompt: int, new_tokens: int, layers: int = 4, kv_hea
     }
 
 
+# --- on a GPU: torch's allocator statistics, bf16 autocast as the trainer runs there ------------
+
+GPU_CASES = [
+    Case("125m b8 s1024", 768, 12, 12, 12, 3072, 32000, 8, 1024),
+    Case("125m b8 s1024 ckpt", 768, 12, 12, 12, 3072, 32000, 8, 1024, checkpointing=True),
+    Case("350m b8 s2048", 1024, 24, 16, 16, 2816, 32000, 8, 2048),
+    Case("350m b8 s2048 ckpt", 1024, 24, 16, 16, 2816, 32000, 8, 2048, checkpointing=True),
+    Case("1b b4 s2048", 2048, 22, 32, 4, 5632, 32000, 4, 2048),
+    Case("1b b4 s2048 ckpt", 2048, 22, 32, 4, 5632, 32000, 4, 2048, checkpointing=True),
+    Case("1b b8 s4096 ckpt", 2048, 22, 32, 4, 5632, 32000, 8, 4096, checkpointing=True),
+    Case("1b b4 s2048 lora r16", 2048, 22, 32, 4, 5632, 32000, 4, 2048, lora_rank=16),
+    Case("1b b4 s2048 lora r16 ckpt", 2048, 22, 32, 4, 5632, 32000, 4, 2048, True, 16),
+]
+
+
+def measure_training_cuda(case: Case, precision: str = "bf16") -> dict:
+    """The trainer's step on CUDA (its autocast dtype, AdamW with torch's CUDA defaults); peak from
+    ``torch.cuda.max_memory_allocated`` after the model is on the device (the reset point)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmops_train.loop import make_optimizer
+
+    class _Cfg:  # the two fields make_optimizer reads, as the job resolves them
+        class hp:
+            weight_decay, learning_rate = 0.1, 3e-4
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=case.hidden,
+        num_hidden_layers=case.layers,
+        num_attention_heads=case.heads,
+        num_key_value_heads=case.kv_heads,
+        intermediate_size=case.intermediate,
+        vocab_size=case.vocab,
+        max_position_embeddings=max(2048, case.seq),
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    if case.lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(
+            model, LoraConfig(r=case.lora_rank, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM")
+        )
+    if case.checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    model = model.cuda().train()
+    optimizer = make_optimizer(model, _Cfg)
+    batch = torch.randint(0, case.vocab, (case.batch, case.seq), device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    for _ in range(2):
+        with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    del model, optimizer, loss
+    torch.cuda.empty_cache()
+    plan = replace(case.plan(), precision=precision, device="accelerator")
+    est = training_memory(case.shape(), plan)
+    return {
+        "case": f"{case.name} {precision}",
+        "parameters": est.parameters,
+        "trainable": est.trainable_parameters,
+        "estimate_mib": est.peak / MiB,
+        "naive_sum_mib": est.naive_sum / MiB,
+        "measured_mib": peak / MiB,
+        "weights_measured_mib": base / MiB,
+        "weights_estimate_mib": est.weights / MiB,
+        "ratio": est.peak / peak,
+    }
+
+
 KV_QUICK = [(4, 128, 16), (8, 512, 8)]
 KV_FULL = [*KV_QUICK, (16, 1024, 32), (2, 2000, 100)]
 
@@ -316,12 +398,17 @@ KV_FULL = [*KV_QUICK, (16, 1024, 32), (2, 2000, 100)]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--cuda", action="store_true", help="measure on a GPU with torch's allocator statistics")
     ap.add_argument("--child", nargs=2, metavar=("CASE", "MODEL_DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(Case(**json.loads(args.child[0])), Path(args.child[1]))))
         return
-    rows = [measure_training(c) for c in (QUICK if args.quick else FULL)]
+    if args.cuda:
+        rows = [measure_training_cuda(c) for c in GPU_CASES]
+        rows += [measure_training_cuda(c, "fp32") for c in GPU_CASES[:2]]
+    else:
+        rows = [measure_training(c) for c in (QUICK if args.quick else FULL)]
     print(
         f"{'training case':34} {'params':>10} {'trainable':>10} {'estimate':>9} {'measured':>9} {'ratio':>6} {'16B/param+act sum':>17}"
     )
@@ -330,7 +417,7 @@ def main() -> None:
             f"{r['case']:34} {r['parameters']:>10,} {r['trainable']:>10,} {r['estimate_mib']:>8.1f}M "
             f"{r['measured_mib']:>8.1f}M {r['ratio']:>6.3f} {r['naive_sum_mib']:>16.1f}M"
         )
-    kv = [measure_kv(*c) for c in (KV_QUICK if args.quick else KV_FULL)]
+    kv = [] if args.cuda else [measure_kv(*c) for c in (KV_QUICK if args.quick else KV_FULL)]
     print(
         f"\n{'KV cache case':26} {'context':>7} {'estimate':>9} {'live':>9} {'ratio':>6} {'buffers':>9} {'buf/live':>8}"
     )

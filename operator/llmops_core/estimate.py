@@ -226,10 +226,20 @@ class TrainingMemory:
     trainable_parameters: int
     parameters: int
 
+    checkpointed: bool = False
+
     @property
     def backward_start(self) -> int:
-        """Every saved activation plus the loss's gradient buffers; no parameter gradient yet."""
-        return self.activations + self.loss_transients + self.recompute
+        """The loss moment: every saved activation and the loss's gradient buffers, no parameter
+        gradient yet. With checkpointing autocast's weight copies are alive only until here (the
+        recompute casts each layer again), so they count here instead of in ``persistent``."""
+        copies = self.weight_copies if self.checkpointed else 0
+        return self.activations + self.loss_transients + copies
+
+    @property
+    def recompute_phase(self) -> int:
+        """With checkpointing, during backward: the kept layer inputs plus one layer rebuilt."""
+        return self.activations + self.recompute
 
     @property
     def optimizer_step(self) -> int:
@@ -237,16 +247,17 @@ class TrainingMemory:
 
     @property
     def persistent(self) -> int:
-        return self.weights + self.weight_copies + self.optimizer + self.ddp_buckets + self.fsdp_gathered
+        copies = 0 if self.checkpointed else self.weight_copies
+        return self.weights + copies + self.optimizer + self.ddp_buckets + self.fsdp_gathered
 
     @property
     def peak(self) -> int:
-        return self.persistent + max(self.backward_start, self.optimizer_step)
+        return self.persistent + max(self.backward_start, self.recompute_phase, self.optimizer_step)
 
     @property
     def naive_sum(self) -> int:
         """Every term at once: the folklore upper bound."""
-        return self.persistent + self.gradients + self.backward_start
+        return self.persistent + self.gradients + self.backward_start + self.recompute
 
 
 def activation_bytes_per_token(shape: ModelShape, plan: TrainingPlan, *, checkpointed: bool) -> float:
@@ -267,28 +278,46 @@ def activation_bytes_per_token(shape: ModelShape, plan: TrainingPlan, *, checkpo
     )
     if checkpointed:
         per_layer = 4 * h  # only each layer's fp32 input is kept
+    elif plan.lora is not None:
+        per_layer = _lora_layer_bytes(shape, plan.lora, plan.mixed)
     elif plan.mixed:
         per_layer = 30 * h + 4 * kv + 8 * i + 8 + 4 * a
     else:
         per_layer = 32 * h + 8 * kv + 16 * i + 8 + 4 * a
-    if plan.lora is not None and not checkpointed:
-        per_layer += _lora_activation_delta(shape, plan.lora, 2 if plan.mixed else 4)
     # Final norm (+ its cast), the fp32 log-softmax of the logits, input ids and labels.
     head = (10 * h if plan.mixed else 12 * h) + 4 + 4 * v + 16
     return shape.num_hidden_layers * per_layer + head
 
 
-def _lora_activation_delta(shape: ModelShape, lora: LoraPlan, act: int) -> float:
-    """Frozen Linears keep no input; each adapter keeps its dropout output/mask and its rank-r output."""
-    h, i = shape.hidden_size, shape.intermediate_size
-    delta = -(3 * act * h) - act * i  # inputs of the frozen attention/MLP matrices
+def _lora_layer_bytes(shape: ModelShape, lora: LoraPlan, mixed: bool) -> float:
+    """Per token and layer with frozen base matrices: a frozen Linear keeps no input (its backward
+    needs only the weight), a frozen norm no normalised copy; each adapter keeps its dropout output and
+    mask and its rank-r output. Counted like the full formulas (fp32, and bf16 autocast)."""
+    h, kv, i, a = shape.hidden_size, shape.kv_size, shape.intermediate_size, shape.num_attention_heads
     shapes = shape.module_shapes()
+    if mixed:
+        total, per_rank, per_in, down = 16 * h + 4 * kv + 6 * i + 8 + 4 * a, 2, 4, 2 * i
+    else:
+        total, per_rank, per_in, down = 20 * h + 8 * kv + 12 * i + 8 + 4 * a, 4, 6, 4 * i
     for t in lora.targets:
-        fan_in = shapes[t][0]
-        delta += 4 * lora.rank + (6 * fan_in if lora.dropout > 0 else 0)
+        total += per_rank * lora.rank + (per_in * shapes[t][0] if lora.dropout > 0 else 0)
         if t == "down_proj":
-            delta += act * i
-    return delta
+            total += down  # its input is kept again, for the adapter
+    return total
+
+
+def _weight_copies(shape: ModelShape, plan: TrainingPlan) -> int:
+    """bf16 copies of the matrices that autocast makes and autograd keeps for backward.
+
+    Trainable weights' casts are cached for the whole forward; a frozen weight is cast at each use and
+    kept only where autograd saves it, which inside a checkpointed layer it does not: with LoRA and
+    checkpointing only the output head's copy remains.
+    """
+    if not plan.mixed:
+        return 0
+    if plan.lora is not None and plan.activation_checkpointing:
+        return 2 * shape.embedding_parameters
+    return 2 * shape.matrix_parameters
 
 
 def training_memory(shape: ModelShape, plan: TrainingPlan) -> TrainingMemory:
@@ -313,7 +342,7 @@ def training_memory(shape: ModelShape, plan: TrainingPlan) -> TrainingMemory:
     head_grad = 4 * shape.embedding_parameters if plan.lora is None and not shape.tie_word_embeddings else 0
     return TrainingMemory(
         weights=4 * (trainable + frozen) // shard,
-        weight_copies=2 * shape.matrix_parameters if plan.mixed else 0,
+        weight_copies=_weight_copies(shape, plan),
         gradients=4 * trainable // shard,
         optimizer=OPTIMIZER_BYTES[plan.optimizer] * trainable // shard,
         ddp_buckets=4 * trainable if plan.strategy == "ddp" and plan.world_size > 1 else 0,
@@ -326,6 +355,7 @@ def training_memory(shape: ModelShape, plan: TrainingPlan) -> TrainingMemory:
         step_transients=step_tmp,
         trainable_parameters=trainable,
         parameters=params,
+        checkpointed=ckpt,
     )
 
 
