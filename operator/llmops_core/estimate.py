@@ -600,31 +600,50 @@ def _check_training(job: TrainingJob, shape: ModelShape, itype: str, inst: Insta
     need, have = training_memory(shape, plan).peak, usable_bytes(inst)
     if need <= have:
         return None
+    nodes = job.spec.resources.nodes
     tips = []
-    if plan.strategy == "ddp":
-        fsdp = replace(plan, strategy="fsdp")
-        if training_memory(shape, fsdp).peak <= have:
-            tips.append(f"strategy: fsdp ({_gib(training_memory(shape, fsdp).peak)} per device)")
-    if plan.strategy == "fsdp" or tips:
-        nodes = _fewest_nodes(shape, replace(plan, strategy="fsdp"), inst, have)
-        res = job.spec.resources
-        if nodes and nodes > res.nodes:
-            tips.append(f"fsdp on nodes: {nodes}")
-    if not plan.activation_checkpointing:
-        ckpt = replace(plan, activation_checkpointing=True)
-        if training_memory(shape, ckpt).peak <= have:
-            tips.append(
-                f"activationCheckpointing: true ({_gib(training_memory(shape, ckpt).peak)} per device)"
-            )
-    if plan.batch_size > 1:
-        for b in (plan.batch_size // 2, plan.batch_size // 4, 1):
-            if b >= 1 and training_memory(shape, replace(plan, batch_size=b)).peak <= have:
-                tips.append(f"batchSize: {b} with gradientAccumulation x{plan.batch_size // b}")
-                break
-    bigger = _bigger_instance(lambda i: need, inst, "training")  # same devices, more memory each
+    # Cheapest changes first; each is tried alone, then with activation checkpointing and smaller batches.
+    for change in _training_changes(plan, shape, inst, have, nodes):
+        tips.append(change)
+        if len(tips) == 3:
+            break
+    bigger = _bigger_instance(lambda i: need, inst)  # same devices, more memory each
     if bigger:
         tips.append(f"instance type {bigger}")
     return FitFinding("TrainingJob", job.metadata.name, itype, need, have, tips)
+
+
+def _training_changes(plan: TrainingPlan, shape: ModelShape, inst: Instance, have: int, nodes: int):
+    """Spec edits (as the manifest spells them) under which the job fits this instance type."""
+    ckpts = [False, True] if not plan.activation_checkpointing else [True]
+    for ckpt in ckpts:
+        base = replace(plan, activation_checkpointing=ckpt)
+        words = ["activationCheckpointing: true"] if ckpt and not plan.activation_checkpointing else []
+        if words and training_memory(shape, base).peak <= have:
+            yield _say(words, training_memory(shape, base).peak)
+            return
+        if plan.strategy == "ddp" and training_memory(shape, replace(base, strategy="fsdp")).peak <= have:
+            yield _say(
+                [*words, "strategy: fsdp"], training_memory(shape, replace(base, strategy="fsdp")).peak
+            )
+            return
+        more = _fewest_nodes(shape, replace(base, strategy="fsdp"), inst, have)
+        if more and more > nodes:
+            fsdp = [] if plan.strategy == "fsdp" else ["strategy: fsdp"]
+            p = replace(base, strategy="fsdp", world_size=more * inst.devices)
+            yield _say([*words, *fsdp, f"nodes: {more}"], training_memory(shape, p).peak)
+        for b in sorted({plan.batch_size // 2, plan.batch_size // 4, 1}, reverse=True):
+            if 1 <= b < plan.batch_size and training_memory(shape, replace(base, batch_size=b)).peak <= have:
+                accum = f"gradientAccumulation x{plan.batch_size // b}"
+                yield _say(
+                    [*words, f"batchSize: {b} ({accum})"],
+                    training_memory(shape, replace(base, batch_size=b)).peak,
+                )
+                break
+
+
+def _say(edits: list[str], peak: int) -> str:
+    return f"{', '.join(edits)} ({_gib(peak)} per device)"
 
 
 def _check_inference(
@@ -682,16 +701,14 @@ def _fewest_nodes(shape: ModelShape, plan: TrainingPlan, inst: Instance, have: i
     return None
 
 
-def _bigger_instance(need_on, current: Instance, runtime: str) -> str | None:
-    """The cheapest listed instance type with more memory per device on which the workload fits."""
-    kinds = TRAINING_ACCELERATORS if runtime == "training" else INFERENCE_ACCELERATORS
-    rt = "vllm" if runtime == "vllm" else "llmops"
+def _bigger_instance(need_on, current: Instance, runtime: str = "llmops") -> str | None:
+    """The cheapest listed instance type of the same accelerator with more memory per device that fits."""
     fits = [
         t
         for t, i in INSTANCES.items()
-        if i.accelerator in kinds
+        if i.accelerator == current.accelerator
         and i.device_memory_gib > current.device_memory_gib
-        and need_on(i) <= usable_bytes(i, rt)
+        and need_on(i) <= usable_bytes(i, runtime)
     ]
     return min(fits, key=lambda t: ON_DEMAND_USD_PER_HOUR.get(t) or math.inf) if fits else None
 
