@@ -4,10 +4,10 @@ Training memory per device follows the bundled trainer exactly: fp32 weights, fp
 optimizer states (autocast bf16/fp16 keeps fp32 master weights and saves bf16 copies of the matrices it
 casts), the tensors autograd saves for backward (counted per Llama layer in the manner of Korthikanti
 et al. 2022, "Reducing Activation Recomputation in Large Transformer Models"), and the loss's
-vocabulary-sized transients. Peak memory is the larger of two moments of a step: the start of the
-backward pass (every saved activation alive, no gradient yet) and the optimizer step (every gradient
-alive, no activation). ``docs/estimate.md`` derives each term; ``bench/estimate_check.py`` checks the
-sum against measured peak memory of the real trainer model.
+vocabulary-sized transients. Peak memory is the largest of three moments of a step (the loss, with
+every saved activation alive; the checkpointed backward; the optimizer step, with every gradient
+alive) on top of what persists. ``docs/estimate.md`` derives each term; ``bench/estimate_check.py``
+checks the sum against measured peak memory of the real trainer model.
 """
 
 from __future__ import annotations
@@ -499,13 +499,18 @@ def inference_options(shape: ModelShape, plan: InferencePlan) -> list[Option]:
 
 
 def _cheapest_per_family(options: list[Option]) -> list[Option]:
+    """One option per instance family: the cheapest run when run time is known, else the cheapest hour."""
+
+    def cost(o: Option) -> float:
+        value = o.usd_per_run if o.usd_per_run is not None else o.usd_per_hour
+        return math.inf if value is None else value
+
     best: dict[str, Option] = {}
     for o in options:
         family = o.instance_type.split(".")[0]
-        cur = best.get(family)
-        if cur is None or (o.usd_per_hour or math.inf) < (cur.usd_per_hour or math.inf):
+        if family not in best or cost(o) < cost(best[family]):
             best[family] = o
-    return sorted(best.values(), key=lambda o: (o.usd_per_hour is None, o.usd_per_hour or 0.0))
+    return sorted(best.values(), key=cost)
 
 
 def _option(
