@@ -260,7 +260,9 @@ def measure_training(case: Case) -> dict:
 # --- KV cache ----------------------------------------------------------------------------------
 
 
-def measure_kv(batch: int, prompt: int, new_tokens: int, layers: int = 4, kv_heads: int = 2) -> dict:
+def measure_kv(
+    batch: int, prompt: int, new_tokens: int, layers: int = 4, kv_heads: int = 2, device: str = "cpu"
+) -> dict:
     """Prefill ``batch`` prompts through the server's Engine, decode ``new_tokens``, weigh its cache."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -281,7 +283,8 @@ def measure_kv(batch: int, prompt: int, new_tokens: int, layers: int = 4, kv_hea
         vocab_size=len(tok),
         max_position_embeddings=4096,
     )
-    model = LlamaForCausalLM(config).eval()
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32  # what the server's dtype auto picks
+    model = LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
     engine = Engine(model, tok, max_batch_size=batch, max_prefill_tokens=batch * prompt)
     loop = asyncio.new_event_loop()
     try:
@@ -298,9 +301,9 @@ def measure_kv(batch: int, prompt: int, new_tokens: int, layers: int = 4, kv_hea
     finally:
         loop.close()
     shape = ModelShape(256, layers, 8, kv_heads, 512, len(tok))
-    est = kv_cache_bytes(shape, batch, context, 4)
+    est = kv_cache_bytes(shape, batch, context, torch.finfo(dtype).bits // 8)
     return {
-        "case": f"b{batch} prompt {prompt} +{new_tokens}",
+        "case": f"b{batch} prompt {prompt} +{new_tokens}{' cuda bf16' if device == 'cuda' else ''}",
         "context": context,
         "estimate_mib": est / MiB,
         "live_mib": live / MiB,
@@ -322,6 +325,8 @@ GPU_CASES = [
     Case("1b b8 s4096 ckpt", 2048, 22, 32, 4, 5632, 32000, 8, 4096, checkpointing=True),
     Case("1b b4 s2048 lora r16", 2048, 22, 32, 4, 5632, 32000, 4, 2048, lora_rank=16),
     Case("1b b4 s2048 lora r16 ckpt", 2048, 22, 32, 4, 5632, 32000, 4, 2048, True, 16),
+    Case("1b b1 s16384 ckpt", 2048, 22, 32, 4, 5632, 32000, 1, 16384, checkpointing=True),
+    Case("350m b4 s4096 lora r8", 1024, 24, 16, 16, 2816, 32000, 4, 4096, lora_rank=8),
 ]
 
 
@@ -417,7 +422,8 @@ def main() -> None:
             f"{r['case']:34} {r['parameters']:>10,} {r['trainable']:>10,} {r['estimate_mib']:>8.1f}M "
             f"{r['measured_mib']:>8.1f}M {r['ratio']:>6.3f} {r['naive_sum_mib']:>16.1f}M"
         )
-    kv = [] if args.cuda else [measure_kv(*c) for c in (KV_QUICK if args.quick else KV_FULL)]
+    device = "cuda" if args.cuda else "cpu"
+    kv = [measure_kv(*c, device=device) for c in (KV_QUICK if args.quick else KV_FULL)]
     print(
         f"\n{'KV cache case':26} {'context':>7} {'estimate':>9} {'live':>9} {'ratio':>6} {'buffers':>9} {'buf/live':>8}"
     )
