@@ -40,12 +40,19 @@ from .documents import Document, Problem, parse, read
 
 
 def fit_problems(parsed: Iterable[tuple[Document, Resource | None, list[Issue]]]) -> list[Problem]:
-    """One problem per valid resource that would not fit its instance type (see ``check_fit``)."""
+    """One problem per valid resource that would not fit its instance type (see ``check_fit``).
+
+    An endpoint serving a TrainingJob given in the same command is sized by that job's model.
+    """
+    parsed = list(parsed)
+    jobs = {(r.metadata.namespace, r.metadata.name): r for _, r, _ in parsed if isinstance(r, TrainingJob)}
     out = []
     for doc, resource, _ in parsed:
         if resource is None:
             continue
-        finding = check_fit(resource)
+        source = getattr(resource.spec.model, "from_training_job", None)
+        job = jobs.get((resource.metadata.namespace, source)) if source else None
+        finding = check_fit(resource, shape_for(job) if job else None)
         if finding is not None:
             out.append(Problem(doc, Issue("spec.resources.instanceTypes", finding.message)))
     return out

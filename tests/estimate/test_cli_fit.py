@@ -193,3 +193,18 @@ def test_validate_warns_and_strict_fit_fails(tmp_path):
     strict = run("validate", "--strict-fit", path)
     assert strict.exit_code == 1 and f"{path}:1: spec.resources.instanceTypes: needs " in strict.stderr
     assert run("validate", "--strict-fit", *map(str, sorted(EX.glob("*.yaml")))).exit_code == 0
+
+
+def test_validate_sizes_an_endpoint_by_the_training_job_it_serves(tmp_path):
+    job = training_job(
+        **{**TOO_BIG, "resources": {"accelerator": "nvidia-gpu", "instanceTypes": ["p5.48xlarge"]}}
+    )
+    ep = endpoint(
+        model={"fromTrainingJob": "job"},
+        resources={"accelerator": "nvidia-gpu", "instanceTypes": ["g6.xlarge"]},
+        server={"maxBatchSize": 256, "maxModelLen": 2048},
+    )
+    alone = run("validate", "--strict-fit", write(tmp_path, ep, "ep.yaml"))
+    assert alone.exit_code == 0  # the model is unknown without its job
+    both = run("validate", "--strict-fit", write(tmp_path, job, "job.yaml"), str(tmp_path / "ep.yaml"))
+    assert both.exit_code == 1 and "ep.yaml:1: spec.resources.instanceTypes: needs " in both.stderr
