@@ -564,14 +564,18 @@ class FitFinding:
         return asdict(self) | {"message": self.message}
 
 
-def shape_for(resource: TrainingJob | InferenceEndpoint) -> ModelShape | None:
-    """The model a resource names, when it can be known offline: a preset or a local config.json."""
+def shape_for(resource: TrainingJob | InferenceEndpoint, *, local_files: bool = True) -> ModelShape | None:
+    """The model a resource names, when it can be known offline: a preset, or (``local_files``) a
+    local directory's config.json. The operator passes ``local_files=False``: a path in a spec means
+    a path in the pod, not on the operator's disk."""
     if isinstance(resource, TrainingJob):
         if resource.spec.model.preset:
             return ModelShape.from_preset(resource.spec.model.preset)
         location = resource.spec.model.base
     else:
         location = resource.spec.model.location
+    if not local_files:
+        return None
     if location and "://" not in location and (Path(location) / "config.json").is_file():
         try:
             return load_model_shape(location)
@@ -581,13 +585,14 @@ def shape_for(resource: TrainingJob | InferenceEndpoint) -> ModelShape | None:
 
 
 def check_fit(
-    resource: TrainingJob | InferenceEndpoint, shape: ModelShape | None = None
+    resource: TrainingJob | InferenceEndpoint, shape: ModelShape | None = None, *, local_files: bool = True
 ) -> FitFinding | None:
-    """None when the resource fits, or when it cannot be told offline (model remote, no instance type).
+    """None when the resource fits, or when it cannot be told offline (model unknown, no listed
+    instance type). ``shape`` overrides the model the resource names (see :func:`shape_for`).
 
     With several instance types the smallest device decides: the scheduler may pick any of them.
     """
-    shape = shape or shape_for(resource)
+    shape = shape or shape_for(resource, local_files=local_files)
     if shape is None:
         return None
     types = [t for t in resource.spec.resources.instance_types if t in INSTANCES]

@@ -208,3 +208,16 @@ def test_validate_sizes_an_endpoint_by_the_training_job_it_serves(tmp_path):
     assert alone.exit_code == 0  # the model is unknown without its job
     both = run("validate", "--strict-fit", write(tmp_path, job, "job.yaml"), str(tmp_path / "ep.yaml"))
     assert both.exit_code == 1 and "ep.yaml:1: spec.resources.instanceTypes: needs " in both.stderr
+
+
+def test_local_base_model_is_read_only_when_allowed(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({
+        "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "intermediate_size": 14336, "vocab_size": 128256,
+    }))  # fmt: skip
+    job = load(
+        training_job(**{**TOO_BIG, "model": {"base": str(tmp_path)}, "output": {"location": "s3://b/o/"}})
+    )
+    finding = check_fit(job)
+    assert finding is not None and finding.needed_bytes > 100 * 1024**3  # 8B parameters, full fine-tune
+    assert check_fit(job, local_files=False) is None
