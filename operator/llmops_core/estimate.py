@@ -335,7 +335,10 @@ def training_memory(shape: ModelShape, plan: TrainingPlan) -> TrainingMemory:
     layer_full = (
         full_layer - activation_bytes_per_token(shape, plan, checkpointed=True)
     ) / shape.num_hidden_layers
-    largest = max(shape.embedding_parameters, max(a * b for a, b in shape.module_shapes().values()))
+    if plan.lora is not None:  # the largest trainable tensor: an adapter's A or B
+        largest = plan.lora.rank * max(max(shape.module_shapes()[t]) for t in plan.lora.targets)
+    else:
+        largest = max(shape.embedding_parameters, max(a * b for a, b in shape.module_shapes().values()))
     # AdamW on CPU updates one tensor at a time (a few temporaries of the largest); on accelerators the
     # foreach/fused kernels hold about one extra copy of the shard's states.
     step_tmp = 2 * 4 * largest if plan.device == "cpu" else 4 * trainable // shard
