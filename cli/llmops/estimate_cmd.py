@@ -140,7 +140,7 @@ def _source(source: str, model_spec: str | None) -> tuple[ModelShape, Resource |
 
 
 def _training(shape: ModelShape, job: TrainingJob | None, o: dict) -> dict:
-    plan = plan_for_job(job, device="accelerator") if job else TrainingPlan()
+    plan = plan_for_job(job) if job else TrainingPlan()
     lora = plan.lora
     if o["lora_rank"]:
         lora = LoraPlan(o["lora_rank"], lora.targets if lora else LORA_DEFAULT_TARGETS)
@@ -269,6 +269,10 @@ def _print_table(report: dict) -> None:
             "-" if o["hours"] is None else f"{o['hours']:.1f}", _money(o["usd_per_run"]),
         )  # fmt: skip
     console.print(opts if report["options"] else "no listed instance type fits")
+    if report["plan"].get("runtime") == "vllm":
+        console.print(
+            "vLLM fills what the weights leave with KV cache: an instance fits when one sequence does"
+        )
     if report["fit"]:
         console.print(f"[yellow]does not fit[/]: {report['fit']['message']}")
 

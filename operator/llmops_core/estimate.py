@@ -485,11 +485,19 @@ def training_options(
 
 
 def inference_options(shape: ModelShape, plan: InferencePlan) -> list[Option]:
-    """The smallest size of each family whose devices hold one replica (tensor parallel over its devices)."""
+    """The smallest size of each family whose devices hold one replica (tensor parallel over its devices).
+
+    vLLM sizes its batch to the memory left after the weights, so it needs room for one full-length
+    sequence; the bundled server needs the whole batch.
+    """
+    if plan.runtime == "vllm":
+        plan = replace(plan, batch_size=1)
+    # The bundled server runs on CUDA (or CPU); vLLM also on Neuron devices (vllm-neuron).
+    kinds = INFERENCE_ACCELERATORS if plan.runtime == "vllm" else {"nvidia-gpu"}
     out = []
     by_family: dict[str, list[tuple[str, Instance]]] = {}
     for itype, inst in INSTANCES.items():
-        if inst.accelerator in INFERENCE_ACCELERATORS:
+        if inst.accelerator in kinds:
             by_family.setdefault(itype.split(".")[0], []).append((itype, inst))
     for members in by_family.values():
         ranked = sorted(members, key=lambda m: (m[1].devices, ON_DEMAND_USD_PER_HOUR.get(m[0]) or math.inf))
