@@ -117,11 +117,17 @@ def test_replica_state_and_selector():
     assert replica_state(None, 2)[:3] == ("Pending", False, "Progressing")
     dep = {"spec": {"replicas": 3}, "status": {"readyReplicas": 1}}
     assert replica_state(dep, 2)[0] == "Degraded"
-    dep = {
-        "spec": {},
-        "status": {"readyReplicas": 2, "conditions": [{"type": "Available", "status": "True"}]},
-    }
+    done = {"readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "observedGeneration": 4}
+    dep = {"metadata": {"generation": 4}, "spec": {}, "status": done}
     assert replica_state(dep, 2)[:3] == ("Ready", True, "Available")
+    # a rollout in progress is not Ready, though every old replica still serves
+    rolling = {**dep, "status": {**done, "updatedReplicas": 1}}
+    assert replica_state(rolling, 2)[:2] == ("Degraded", False)
+    unseen = {**dep, "metadata": {"generation": 5}}  # the controller has not seen the new spec yet
+    assert replica_state(unseen, 2)[1] is False
+    stuck = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "m"}
+    failed = {**dep, "status": {**done, "conditions": [stuck]}}
+    assert replica_state(failed, 2)[:3] == ("Degraded", False, "RolloutFailed")
     assert selector_string({"b": "2", "a": "1"}) == "a=1,b=2"
 
 
@@ -162,27 +168,34 @@ def test_contains_reads_children_as_the_api_server_writes_them_back():
     assert not children.contains(
         {**canonical, "env": [{"name": "A", "value": "500m"}]}, desired
     )  # not a quantity
-    assert not children.contains({**canonical, "tolerations": [{"key": "x"}]}, desired)
+    # what other writers add (Kueue's tolerations, an injected sidecar) is not drift; losing ours is
+    assert children.contains({**canonical, "tolerations": [{"key": "x"}]}, desired)
+    ours = {**desired, "tolerations": [{"key": "gpu", "operator": "Exists"}]}
+    theirs = {**canonical, "tolerations": [{"key": "kueue"}, {"key": "gpu", "operator": "Exists"}]}
+    assert children.contains(theirs, ours)
+    assert not children.contains({**canonical, "tolerations": [{"key": "kueue"}]}, ours)
+    sidecar = {**canonical, "env": [{"name": "SIDECAR", "value": "1"}, {"name": "A", "value": "0.5"}]}
+    assert children.contains(sidecar, desired)
     assert not children.contains({**canonical, "resources": {"limits": {"cpu": "lots"}}}, desired)
 
 
 @pytest.mark.parametrize("status", [409, 429, 500, 503])
 async def test_a_transient_api_error_retries_the_handler_after_the_short_backoff(status):
-    async def reconcile(ns, name, reason):
+    async def reconcile(ns, name, **options):
         raise kube.ApiError(status, "Unwell")
 
     with pytest.raises(kopf.TemporaryError) as e:
-        await handle(kopf.Body(PARENT), reconcile, "create")
+        await handle(kopf.Body(PARENT), reconcile)
     assert e.value.delay == TUNABLES.error_backoff_seconds
 
 
 @pytest.mark.parametrize("status", [403, 404, 422])
 async def test_other_api_errors_are_left_to_kopf(status):
-    async def reconcile(ns, name, reason):
+    async def reconcile(ns, name, **options):
         raise kube.ApiError(status, "No")
 
     with pytest.raises(kube.ApiError):
-        await handle(kopf.Body(PARENT), reconcile, "create")
+        await handle(kopf.Body(PARENT), reconcile)
 
 
 PARENT = {
