@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmops_operator.controller import children, conditions, kube, progress, training
+from llmops_operator.controller import cache, children, conditions, informer, kube, progress, training
 from llmops_operator.controller.common import handle
 from llmops_operator.controller.inference import replica_state, selector_string
-from llmops_operator.controller.settings import TUNABLES
+from llmops_operator.controller.settings import TUNABLES, Tunables
 
 
 def test_transition_time_changes_only_with_status():
@@ -204,3 +204,49 @@ PARENT = {
     "metadata": {"name": "j", "namespace": "ns", "uid": "u"},
     "spec": {},
 }
+
+
+@pytest.mark.parametrize(
+    ("api_key", "token"),
+    [
+        ({"authorization": "bearer abc.def"}, "abc.def"),  # the in-cluster loader
+        ({"authorization": "Bearer abc.def"}, "abc.def"),  # the kubeconfig loader
+        ({"BearerToken": "abc.def"}, "abc.def"),
+        ({}, None),
+    ],
+)
+def test_the_bearer_token_is_sent_once_whatever_the_loader_wrote(api_key, token):
+    assert kube.bearer_token(api_key) == token
+
+
+def test_tunables_come_from_the_environment_when_the_operator_starts():
+    t = Tunables()
+    t.load_env({"LLMOPS_OPERATOR_RESYNC_SECONDS": "7", "LLMOPS_OPERATOR_WATCH_TIMEOUT_SECONDS": "30"})
+    assert t.resync_seconds == 7.0 and t.watch_timeout_seconds == 30
+    with pytest.raises(ValueError, match="LLMOPS_OPERATOR_RESYNC_SECONDS: expected a number, got 'soon'"):
+        t.load_env({"LLMOPS_OPERATOR_RESYNC_SECONDS": "soon"})
+
+
+async def test_a_relist_after_a_gap_reports_children_deleted_meanwhile(monkeypatch):
+    """After a 410 the kind is listed again; a cached child missing from the list was deleted while
+    the watch was down, and its parent is reconciled (so the child is restored)."""
+    cache.clear()
+    gone = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "old"}}
+    kept = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "kept"}}
+    cache.remember(gone)
+    cache.remember(kept)
+
+    async def list_page(url, selector):
+        assert selector == informer.SELECTOR
+        return [dict(kept)], "42"
+
+    monkeypatch.setattr(kube, "list_page", list_page)
+    changed = []
+
+    async def on_change(obj):
+        changed.append(obj["metadata"]["name"])
+
+    assert await informer._relist("v1", "configmaps", "ConfigMap", None, on_change) == "42"
+    assert changed == ["old"]
+    assert cache.seen("v1", "ConfigMap", "ns", "old") is None
+    cache.clear()
