@@ -237,13 +237,14 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.5):
 class Cluster:
     """kubectl against the simulated cluster (also used by the e2e suite)."""
 
-    def __init__(self, bins: Bins | None = None) -> None:
+    def __init__(self, bins: Bins | None = None, kubeconfig: Path | None = None, kubectl: str | None = None) -> None:
         self.bins = bins or Bins.for_versions()
-        self.kubeconfig = home() / "kwok" / "clusters" / CLUSTER / "kubeconfig.yaml"
+        self.kubeconfig = kubeconfig or home() / "kwok" / "clusters" / CLUSTER / "kubeconfig.yaml"
+        self.kubectl_path = kubectl or str(self.bins.kubectl)
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         proc = subprocess.run(
-            [str(self.bins.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
+            [self.kubectl_path, "--kubeconfig", str(self.kubeconfig), *args],
             input=input,
             capture_output=True,
             text=True,
