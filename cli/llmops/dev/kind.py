@@ -50,9 +50,9 @@ class MissingTool(RuntimeError):
     pass
 
 
-def check_tools(needed: tuple[str, ...] = ("docker", "kind", "kubectl", "helm"), which=shutil.which) -> None:
+def check_tools(needed: tuple[str, ...] = ("docker", "kind", "kubectl", "helm")) -> None:
     """One clear line naming what is missing and how to install it."""
-    missing = [t for t in needed if not which(t)]
+    missing = [t for t in needed if not shutil.which(t)]
     if missing:
         hints = "; ".join(f"{t}: {TOOLS[t]}" for t in missing)
         raise MissingTool(

@@ -52,7 +52,7 @@ class SimulatedError(RuntimeError):
 def versions() -> dict[str, str]:
     """The pins at the top of build.sh (one source of truth for the script and this module)."""
     text = (HERE / "build.sh").read_text()
-    return dict(re.findall(r"^([A-Z_]+_VERSION)=(\S+)", text, re.M))
+    return dict(re.findall(r"^([A-Z0-9_]+_VERSION)=(\S+)", text, re.M))
 
 
 def cache() -> Path:
