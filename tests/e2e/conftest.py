@@ -40,6 +40,9 @@ def e2e_cluster(request: pytest.FixtureRequest):
         log("stopped the operator `llmops dev up --simulated` had started")
     log(f"cluster ready after {time.monotonic() - t0:.0f} s")
     os.environ["KUBECONFIG"] = str(kubeconfig)
+    from kubernetes.config import kube_config
+
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)  # read from the env at import time
     yield simulated.Cluster()
     if started and not os.environ.get("LLMOPS_E2E_KEEP"):
         simulated.down(log=log)

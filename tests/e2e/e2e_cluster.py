@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ GROUP, VERSION = "llmops.dev", "v1alpha1"
 def clients():
     from kubernetes import client, config
 
-    config.load_kube_config()
+    config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     return client.ApiClient(), client.CustomObjectsApi(), client.CoreV1Api(), client.AppsV1Api()
 
 

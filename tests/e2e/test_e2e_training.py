@@ -121,17 +121,24 @@ def test_ttl_deleted_pytorchjob_is_not_recreated_and_the_job_stays_succeeded(clu
     for p in job_pods(core, ns, name):
         exit_pod(core, ns, p.metadata.name, 0)
     wait(lambda: phase(custom, ns, name) == "Succeeded", 180, "TrainingJob Succeeded")
-    first_uid = (
-        pytorchjob(custom, ns, name)["metadata"]["uid"]
-        if not missing(lambda: pytorchjob(custom, ns, name))
-        else None
-    )
-    wait(lambda: missing(lambda: pytorchjob(custom, ns, name)), 120, "the training operator's TTL deletion")
+    first_uid = pytorchjob(custom, ns, name)["metadata"]["uid"]
+
+    def uid() -> str | None:
+        return (
+            None
+            if missing(lambda: pytorchjob(custom, ns, name))
+            else pytorchjob(custom, ns, name)["metadata"]["uid"]
+        )
+
+    # the training operator's TTL deletion: the PyTorchJob disappears, or (the bug) a new one with
+    # another uid takes its place at once
+    wait(lambda: uid() != first_uid, 120, "the training operator's TTL deletion")
     deadline = time.monotonic() + 25  # several operator resync periods (5 s in this suite)
     while time.monotonic() < deadline:
-        if not missing(lambda: pytorchjob(custom, ns, name)):
-            again = pytorchjob(custom, ns, name)["metadata"]["uid"]
-            pytest.fail(f"the finished job's PyTorchJob was re-created (uid {first_uid} -> {again})")
+        if (again := uid()) is not None:
+            pytest.fail(
+                f"the finished job's PyTorchJob was re-created (uid {first_uid} -> {again}): a new run"
+            )
         assert phase(custom, ns, name) == "Succeeded"
         time.sleep(1)
 
