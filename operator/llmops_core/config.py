@@ -31,6 +31,12 @@ class OperatorConfig(BaseModel):
     trainer_memory: Quantity = "8Gi"
     server_cpu: Quantity = "1"
     server_memory: Quantity = "4Gi"
+    fetch_cpu: Quantity = Field("1", description="CPU request of the init container that downloads a model.")
+    fetch_memory: Quantity = Field("2Gi", description="Memory request and limit of that init container.")
+    model_volume_size: Quantity = Field(
+        "100Gi",
+        description="Size limit of the /model volume a model is downloaded into, unless the spec sets one.",
+    )
     pvc_root: str = "/mnt/pvc"
 
     @classmethod

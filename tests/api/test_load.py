@@ -111,14 +111,35 @@ def test_names_fit_every_derived_object(name: str, fragment: str) -> None:
     assert fragment in issues(doc)["metadata.name"]
 
 
-def test_longest_allowed_name_keeps_children_within_63() -> None:
-    from llmops_core.api.validation import MAX_NAME, TRAINING_SUFFIXES
+def kubeflow_names(job: dict) -> list[str]:
+    """The Pods and headless Services Kubeflow creates per replica: <job>-<role>-<index>."""
+    name, specs = job["metadata"]["name"], job["spec"]["pytorchReplicaSpecs"]
+    return [f"{name}-{role.lower()}-{i}" for role, spec in specs.items() for i in range(spec["replicas"])]
 
-    longest = "a" * MAX_NAME["TrainingJob"]
-    doc = training_job()
-    doc["metadata"]["name"] = longest
-    api.load(doc)
-    assert all(len(longest + s) <= 63 for s in TRAINING_SUFFIXES)
+
+def test_longest_allowed_names_keep_every_derived_name_a_label() -> None:
+    """The longest name validation accepts, rendered with every child and the most nodes, names no
+    object (ours or Kubeflow's) longer than a DNS label; one character more is refused."""
+    from llmops_core.api.names import MAX_NAME
+    from llmops_operator.render import render
+
+    nodes = api.TrainingJob.model_json_schema()["$defs"]["Resources"]["properties"]["nodes"]["maximum"]
+    cases = {
+        "TrainingJob": training_job(
+            resources={"accelerator": "cpu", "nodes": nodes},
+            checkpoint={"volumeClaim": {"size": "1Gi"}},
+        ),
+        "InferenceEndpoint": endpoint(replicas={"min": 2, "max": 3}),
+    }
+    for kind, doc in cases.items():
+        doc["metadata"]["name"] = "a" * MAX_NAME[kind]
+        rendered = render(api.load(doc))
+        derived = [o["metadata"]["name"] for o in rendered]
+        derived += [n for o in rendered if o["kind"] == "PyTorchJob" for n in kubeflow_names(o)]
+        assert len(derived) >= 4
+        assert max(map(len, derived)) == 63, f"{kind}: longer than a label, or a limit stricter than needed"
+        doc["metadata"]["name"] += "a"
+        assert "at most" in issues(doc)["metadata.name"]
 
 
 @pytest.mark.parametrize(

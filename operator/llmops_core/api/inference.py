@@ -62,6 +62,11 @@ class InferenceResources(ApiModel):
     cpu: Quantity | None = None
     memory: Quantity | None = None
     shm_size: Quantity = Field("2Gi", description="Size limit of the memory-backed /dev/shm.")
+    model_volume_size: Quantity | None = Field(
+        None,
+        description="Runtime vllm with an s3:// model: size limit of the volume it is downloaded into "
+        "(also requested as ephemeral storage); the operator's default when unset.",
+    )
 
 
 class Replicas(ApiModel):

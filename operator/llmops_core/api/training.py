@@ -11,6 +11,7 @@ from .presets import PRESETS
 
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 
+MAX_NODES = 1000
 _IMMUTABLE = [
     {"rule": "self == oldSelf", "message": "is immutable once the job exists; create a new TrainingJob"}
 ]
@@ -114,7 +115,7 @@ class Resources(ApiModel):
     accelerators_per_node: int = Field(
         1, ge=1, le=64, description="GPUs or Neuron devices per node; for cpu, training processes per node."
     )
-    nodes: int = Field(1, ge=1, le=1000)
+    nodes: int = Field(1, ge=1, le=MAX_NODES)
     instance_types: list[str] = Field(
         default_factory=list, description="node.kubernetes.io/instance-type values."
     )

@@ -17,16 +17,9 @@ from ..storage import parse as parse_location
 from .common import DNS1035, LABEL_VALUE
 from .hardware import EFA_RESOURCE, INSTANCES, family_accelerator
 from .inference import QUANTIZATION, InferenceEndpoint
+from .names import MAX_NAME
 from .presets import PRESETS
 from .training import TrainingJob
-
-# Longest suffix the renderer appends to a resource's name; every derived name must stay a 63-char label.
-TRAINING_SUFFIXES = ("-worker-999", "-progress-writer", "-checkpoints", "-trainer", "-progress", "-config")
-INFERENCE_SUFFIXES = ("-api-key",)
-MAX_NAME = {
-    "TrainingJob": 63 - max(map(len, TRAINING_SUFFIXES)),
-    "InferenceEndpoint": 63 - max(map(len, INFERENCE_SUFFIXES)),
-}
 
 
 @dataclass(frozen=True)
