@@ -52,6 +52,21 @@ def test_quantity_is_checked() -> None:
     assert api.load(training_job(resources={"accelerator": "cpu", "memory": "16Gi", "cpu": 4}))
 
 
+@pytest.mark.parametrize("bad", ["1e3Gi", "-4Gi", "4Gi2", "1.5.2", "4gi", "4Ki5", "e3", "٣Gi", "4 Gi", ""])
+def test_quantity_follows_the_kubernetes_grammar_and_is_not_negative(bad: str) -> None:
+    assert (
+        "quantity"
+        in issues(training_job(resources={"accelerator": "cpu", "memory": bad}))["spec.resources.memory"]
+    )
+
+
+@pytest.mark.parametrize(
+    "good", ["1e3", "1.5E-2", "+4Gi", "500m", ".5", "5.", "128974848", "129M", "123Mi", "2k"]
+)
+def test_kubernetes_quantities_are_accepted(good: str) -> None:
+    assert api.load(training_job(resources={"accelerator": "cpu", "memory": good}))
+
+
 def test_model_needs_exactly_one_source() -> None:
     assert "exactly one" in issues(training_job(model={}))["spec.model"]
     assert "exactly one" in issues(training_job(model={"preset": "tiny", "base": "s3://b/m"}))["spec.model"]
@@ -170,6 +185,9 @@ def test_rwo_checkpoint_claim_on_many_nodes() -> None:
 
 def test_replicas_ordered_and_quantization_per_runtime() -> None:
     assert "must not exceed" in issues(endpoint(replicas={"min": 3, "max": 2}))["spec.replicas"]
+    assert (
+        "scaling to zero is not supported" in issues(endpoint(replicas={"min": 0, "max": 3}))["spec.replicas"]
+    )
     assert (
         "runtime llmops supports"
         in issues(endpoint(server={"quantization": "awq"}))["spec.server.quantization"]

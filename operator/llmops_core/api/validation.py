@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..storage import parse as parse_location
 from .common import DNS1035, LABEL_VALUE
-from .hardware import EFA_RESOURCE, INSTANCES, family_accelerator
+from .hardware import EFA_RESOURCE, INSTANCES, family_accelerator, neuroncores
 from .inference import QUANTIZATION, InferenceEndpoint
 from .names import MAX_NAME
 from .presets import PRESETS
@@ -124,6 +124,12 @@ def training_issues(tj: TrainingJob) -> Iterator[Issue]:
         res.accelerators_per_node,
         res.instance_types,
     )
+    if res.accelerator == "aws-trainium" and len(neuroncores(res.instance_types)) > 1:
+        yield Issue(
+            "spec.resources.instanceTypes",
+            "mixes Trainium generations with different NeuronCores per device (one process runs per "
+            "core); list instance types of one generation",
+        )
     if res.efa:
         if res.accelerator == "cpu":
             yield Issue("spec.resources.efa", "EFA needs an accelerator instance; set efa: false for cpu")

@@ -158,7 +158,7 @@ def render_training_job(tj: TrainingJob, config: OperatorConfig) -> list[dict[st
         render_template(
             "training/pytorchjob.yaml.j2",
             metadata=pods.metadata(n["pytorchjob"], ns, job_labels),
-            nproc_per_node=str(spec.resources.accelerators_per_node),
+            nproc_per_node=str(spec.resources.processes_per_node),
             run_policy=_run_policy(tj),
             workers=spec.resources.nodes - 1,
             **_pod(tj, config, n, labels),
