@@ -30,7 +30,7 @@ SAMPLES: dict[type[ApiModel], list[dict[str, Any]]] = {
     ModelSource: [{}, {"location": "s3://b/m"}, {"fromTrainingJob": "t"}, {"location": "x", "fromTrainingJob": "t"}],
     Replicas: [
         {}, {"min": 2}, {"max": 3}, {"min": 0}, {"min": 0, "max": 3}, {"min": 3, "max": 2},
-        {"min": 2, "max": 5}, {"min": 4}, {"max": 1}, {"min": -1, "max": 2},
+        {"min": 2, "max": 5}, {"min": 4}, {"max": 1}, {"min": -1, "max": 2}, {"min": 2, "max": 1},
     ],
     DisruptionBudget: [{}, {"minAvailable": 1}, {"maxUnavailable": "25%"}, {"minAvailable": 1, "maxUnavailable": 1}],
 }  # fmt: skip

@@ -54,6 +54,13 @@ def test_autoscaled_endpoint_leaves_replicas_to_the_hpa() -> None:
     assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
 
 
+def test_replicas_without_max_is_a_fixed_size() -> None:
+    out = objects(replicas={"min": 3})
+    assert out["Deployment"]["spec"]["replicas"] == 3 and "HorizontalPodAutoscaler" not in out
+    hpa = objects(replicas={"max": 4})["HorizontalPodAutoscaler"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 4)
+
+
 def test_requests_in_flight_metric() -> None:
     auto = {"metric": "requestsInFlight", "targetRequestsPerPod": 12}
     hpa = objects(replicas={"min": 1, "max": 3}, autoscaling=auto)["HorizontalPodAutoscaler"]["spec"]

@@ -63,11 +63,11 @@ class InferenceResources(ApiModel):
 
 REPLICAS_DEFAULT = 1
 _MIN = f"(has(self.min) ? self.min : {REPLICAS_DEFAULT})"
-_MAX = f"(has(self.max) ? self.max : {REPLICAS_DEFAULT})"
 
 
 class Replicas(ApiModel):
-    """Bounds for the HorizontalPodAutoscaler; ``min`` is also the scale subresource's replicas."""
+    """Bounds for the HorizontalPodAutoscaler; ``min`` is also the scale subresource's replicas.
+    Without ``max`` the endpoint has a fixed size of ``min`` replicas."""
 
     RULES = (
         Rule(
@@ -76,11 +76,19 @@ class Replicas(ApiModel):
             "(a HorizontalPodAutoscaler cannot scale below one replica)",
             lambda r: r.min >= 1,
         ),
-        Rule(f"{_MIN} <= {_MAX}", "min must not exceed max", lambda r: r.min <= r.max),
+        Rule(
+            f"!has(self.max) || {_MIN} <= self.max",
+            "min must not exceed max",
+            lambda r: r.max is None or r.min <= r.max,
+        ),
     )
 
     min: int = Field(REPLICAS_DEFAULT, le=1000)
-    max: int = Field(REPLICAS_DEFAULT, ge=1, le=1000)
+    max: int | None = Field(None, ge=1, le=1000, description="Upper bound for the HPA; default: min.")
+
+    @property
+    def upper(self) -> int:
+        return self.min if self.max is None else self.max
 
 
 class Autoscaling(ApiModel):

@@ -42,7 +42,7 @@ class ModelSpec(ApiModel):
     RULES = (
         Rule(
             "has(self.preset) != has(self.base)",
-            "set exactly one of preset (pre-train from scratch) or base (fine-tune)",
+            "set exactly one of preset or base (preset pre-trains from scratch, base fine-tunes)",
             lambda m: (m.preset is None) != (m.base is None),
         ),
         Rule(

@@ -173,7 +173,7 @@ def render_inference_endpoint(
     container = _container(ie, config, location)
     res = spec.resources
     claim_vols, claim_mounts = pods.claim_volumes(pods.claims([location]), config.pvc_root, read_only=True)
-    autoscaled = spec.replicas.max > spec.replicas.min
+    autoscaled = spec.replicas.upper > spec.replicas.min
     objects = [
         render_template(
             "inference/deployment.yaml.j2",
@@ -225,7 +225,7 @@ def render_inference_endpoint(
                 metadata=pods.metadata(n["autoscaler"], ns, labels),
                 deployment=n["deployment"],
                 min_replicas=spec.replicas.min,
-                max_replicas=spec.replicas.max,
+                max_replicas=spec.replicas.upper,
                 metric=_hpa_metric(ie),
                 stabilization=spec.autoscaling.scale_down_stabilization_seconds,
             )
