@@ -97,6 +97,16 @@ def test_trainium_generations_cannot_mix() -> None:
         api.load(training_job(resources=res))
 
 
+def test_workers_run_the_masters_pod_as_their_own_copy() -> None:
+    job = objects(resources={"accelerator": "cpu", "nodes": 3})["PyTorchJob"]
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert specs["Worker"]["replicas"] == 2
+    assert specs["Worker"]["template"] == specs["Master"]["template"]
+    pod(job, "Worker")["containers"][0]["env"].append({"name": "ONLY", "value": "worker"})
+    pod(job, "Worker")["securityContext"]["runAsUser"] = 1
+    assert "ONLY" not in env(job) and pod(job)["securityContext"]["runAsUser"] == 10001
+
+
 def test_trainium_uses_neuron_resources_and_taint() -> None:
     res = {"accelerator": "aws-trainium", "acceleratorsPerNode": 16, "instanceTypes": ["trn1.32xlarge"]}
     job = objects(resources=res)["PyTorchJob"]
