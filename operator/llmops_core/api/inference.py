@@ -66,8 +66,8 @@ _MIN = f"(has(self.min) ? self.min : {REPLICAS_DEFAULT})"
 
 
 class Replicas(ApiModel):
-    """Bounds for the HorizontalPodAutoscaler; ``min`` is also the scale subresource's replicas.
-    Without ``max`` the endpoint has a fixed size of ``min`` replicas."""
+    """Bounds for the HorizontalPodAutoscaler; min is also the scale subresource's replicas.
+    Without max, the endpoint has a fixed size of min replicas."""
 
     RULES = (
         Rule(
