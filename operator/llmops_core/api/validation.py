@@ -15,18 +15,11 @@ from pydantic import BaseModel, ValidationError
 
 from ..storage import parse as parse_location
 from .common import DNS1035, LABEL_VALUE
-from .hardware import EFA_RESOURCE, INSTANCES, family_accelerator
+from .hardware import EFA_RESOURCE, INSTANCES, family_accelerator, neuroncores
 from .inference import QUANTIZATION, InferenceEndpoint
+from .names import MAX_NAME
 from .presets import PRESETS
 from .training import TrainingJob
-
-# Longest suffix the renderer appends to a resource's name; every derived name must stay a 63-char label.
-TRAINING_SUFFIXES = ("-worker-999", "-progress-writer", "-checkpoints", "-trainer", "-progress", "-config")
-INFERENCE_SUFFIXES = ("-api-key",)
-MAX_NAME = {
-    "TrainingJob": 63 - max(map(len, TRAINING_SUFFIXES)),
-    "InferenceEndpoint": 63 - max(map(len, INFERENCE_SUFFIXES)),
-}
 
 
 @dataclass(frozen=True)
@@ -131,6 +124,12 @@ def training_issues(tj: TrainingJob) -> Iterator[Issue]:
         res.accelerators_per_node,
         res.instance_types,
     )
+    if res.accelerator == "aws-trainium" and len(neuroncores(res.instance_types)) > 1:
+        yield Issue(
+            "spec.resources.instanceTypes",
+            "mixes Trainium generations with different NeuronCores per device (one process runs per "
+            "core); list instance types of one generation",
+        )
     if res.efa:
         if res.accelerator == "cpu":
             yield Issue("spec.resources.efa", "EFA needs an accelerator instance; set efa: false for cpu")
