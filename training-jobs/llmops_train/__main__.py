@@ -1,10 +1,9 @@
-"""``python -m llmops_train --job FILE`` (or under torchrun): check inputs, train, exit with a clear status.
+"""``python -m llmops_train --job FILE`` (one process, or a worker under torchrun): check inputs, train.
 
-Exit codes: 0 success; 143 (128 + SIGTERM) after a SIGTERM checkpoint, which Kubeflow's ``ExitCode``
-restart policy treats as retryable, so the replacement pod resumes (exit 0 there would mark an
-unfinished job Succeeded); 2 bad input (reported before any heavy work); 1 a failure during training
-(both permanent under that policy). Errors are one line on stderr:
-``llmops-train: error: <cause>``.
+Exit codes (``exits``): 0 success; 143 after a SIGTERM checkpoint (retryable: exit 0 would mark an
+unfinished job Succeeded); 2 bad input, reported before any heavy work; 1 a failure during training.
+Under torchrun, which reduces every failure to 1, the same code and cause are recorded for
+``llmops_train.launch``. Errors are one line on stderr: ``llmops-train: error: <cause>``.
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from . import exits
 
 if TYPE_CHECKING:  # torch-free at import time: a bad manifest must fail fast
     from .config import RunConfig
@@ -72,7 +73,10 @@ def locate_inputs(cfg: RunConfig, d: Dist) -> Inputs:
     )
 
 
-INTERRUPTED = 128 + 15  # the shell's code for "ended by SIGTERM": retryable for Kubeflow
+def fail(code: int, message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    exits.record(code, message)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,20 +104,19 @@ def main(argv: list[str] | None = None) -> int:
         if d.rank != 0:
             logging.getLogger().setLevel(logging.WARNING)
         inputs = locate_inputs(cfg, d)
-        return INTERRUPTED if run(cfg, inputs, d) == "Interrupted" else 0
+        if run(cfg, inputs, d) == "Interrupted":
+            exits.record(exits.PREEMPTED, f"SIGTERM: checkpoint written to {cfg.checkpoint_dir}")
+            return exits.PREEMPTED
+        return exits.SUCCEEDED
     except InputError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        return fail(exits.BAD_INPUT, str(e))
     except TrainingFailed as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
+        return fail(exits.FAILED, str(e))
     except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
-        return 130
+        return fail(130, "interrupted")
     except Exception as e:
         logging.getLogger(PROG).exception("unexpected failure")
-        print(f"{PROG}: error: {type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
-        return 1
+        return fail(exits.FAILED, f"{type(e).__name__}: {e}".replace("\n", " "))
     finally:
         if d is not None:
             from . import distributed as D
