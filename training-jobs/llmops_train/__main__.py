@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,8 +31,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", help="override spec.output.location (directory, pvc:// or s3://)")
     p.add_argument("--checkpoint-dir", help="override $LLMOPS_CHECKPOINT_DIR (default /checkpoints)")
     p.add_argument("--max-steps", type=int, help="override spec.hyperparameters.maxSteps")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument("--device", choices=["cpu", "cuda", "xla", "auto"], default="auto")
     return p.parse_args(argv)
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed and write a probe file: a read-only or missing mount fails now, not
+    after the whole run."""
+    from .config import InputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".llmops-probe-"):
+            pass
+    except OSError as e:
+        raise InputError(f"{what} {folder} is not writable ({e.strerror or e})") from None
+
+
+def check_outputs(cfg: RunConfig, d: Dist) -> None:
+    """Every rank writes into the checkpoint folder; rank 0 also writes metrics and the export."""
+    from llmops_core import storage
+
+    check_writable(cfg.checkpoint_dir, "checkpoint folder")
+    if not d.main:
+        return
+    check_writable(cfg.metrics_file.parent, "metrics folder")
+    if storage.parse(cfg.output).scheme == "s3":
+        if cfg.cache_dir is not None:  # the export is staged there before the upload
+            check_writable(cfg.cache_dir, "cache folder")
+    else:
+        check_writable(storage.resolve(cfg.output).parent, f"output {cfg.output}: folder")
 
 
 def locate_inputs(cfg: RunConfig, d: Dist) -> Inputs:
@@ -103,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         d = D.init(cfg.device)
         if d.rank != 0:
             logging.getLogger().setLevel(logging.WARNING)
+        check_outputs(cfg, d)
         inputs = locate_inputs(cfg, d)
         if run(cfg, inputs, d) == "Interrupted":
             exits.record(exits.PREEMPTED, f"SIGTERM: checkpoint written to {cfg.checkpoint_dir}")

@@ -23,7 +23,11 @@ class ApiModel(BaseModel):
     """Base for every spec type: camelCase on the wire, unknown fields rejected, snake_case in Python."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", validate_default=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=True,
+        allow_inf_nan=False,  # NaN passes no bound check by accident; say what it is instead
     )
 
 
