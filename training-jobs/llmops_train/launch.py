@@ -89,15 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="llmops-exit-"))
     env = dict(os.environ) | {exits.REASON_DIR_ENV: str(folder), AGENT_REPORT_ENV: str(folder / "agent.json")}
     signalled: list[int] = []
-    child = subprocess.Popen(torchrun_command(trainer_args, env), env=env)
+    children: list[subprocess.Popen] = []
 
     def forward(signum: int, frame: object) -> None:
         signalled.append(signum)
-        child.send_signal(signum)
+        for child in children:
+            child.send_signal(signum)
 
+    # Before the child starts: as PID 1 a signal without a handler would be dropped, not forwarded.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    returncode = child.wait()
+    children.append(subprocess.Popen(torchrun_command(trainer_args, env), env=env))
+    if signalled:  # arrived while the child was starting
+        children[0].send_signal(signalled[0])
+    returncode = children[0].wait()
     try:
         failures = json.loads((folder / "agent.json").read_text())["failures"]
     except (OSError, ValueError, KeyError):

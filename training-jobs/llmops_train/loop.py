@@ -153,9 +153,10 @@ def run_fingerprint(cfg: RunConfig, train_sha256: str, validation_sha256: str | 
 def evaluate_loss(
     wrapped: torch.nn.Module, model: torch.nn.Module, batches: list[data_mod.EvalBatch], d: D.Dist
 ) -> float | None:
-    """Mean loss per held-out sequence over every rank's share: the same number whatever batchSize or
-    world size. Blocks have equal length, so a batch's mean loss times its real size is its sum; a
-    rank with nothing left runs a zero-weight batch so FSDP's collectives stay in step."""
+    """Mean loss per held-out sequence over every rank's share: for a given set, the same number
+    whatever the world size or the split into batches. Blocks have equal length, so a batch's mean
+    loss times its real size is its sum; a rank with nothing left runs a zero-weight batch so FSDP's
+    collectives stay in step."""
     if not batches:
         return None
     model.eval()
