@@ -38,15 +38,13 @@ from .agent import AGENT_REPORT_ENV
 
 PROG = "llmops-launch"
 # torchrun gives workers 30 s after forwarding SIGTERM before SIGKILL; a step plus a checkpoint of a
-# large model needs longer. The pod's terminationGracePeriodSeconds stays the real bound.
+# large model needs longer. The pod's terminationGracePeriodSeconds stays the real bound. Set through
+# the environment: torch versions without the setting ignore it, where a flag would be an error.
 DEFAULT_SHUTDOWN_TIMEOUT = "600"
 
 
-def torchrun_command(trainer_args: list[str], env: dict[str, str]) -> list[str]:
-    cmd = [sys.executable, "-m", "llmops_train.agent"]
-    if not (env.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT") or env.get("PET_SHUTDOWN_TIMEOUT")):
-        cmd += ["--shutdown-timeout", DEFAULT_SHUTDOWN_TIMEOUT]
-    return [*cmd, "-m", "llmops_train", *trainer_args]
+def torchrun_command(trainer_args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "llmops_train.agent", "-m", "llmops_train", *trainer_args]
 
 
 def decide(
@@ -87,7 +85,8 @@ def _termination_log(env: dict[str, str]) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     trainer_args = sys.argv[1:] if argv is None else argv
     folder = Path(tempfile.mkdtemp(prefix="llmops-exit-"))
-    env = dict(os.environ) | {exits.REASON_DIR_ENV: str(folder), AGENT_REPORT_ENV: str(folder / "agent.json")}
+    env = {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": DEFAULT_SHUTDOWN_TIMEOUT} | dict(os.environ)
+    env |= {exits.REASON_DIR_ENV: str(folder), AGENT_REPORT_ENV: str(folder / "agent.json")}
     signalled: list[int] = []
     children: list[subprocess.Popen] = []
 
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before the child starts: as PID 1 a signal without a handler would be dropped, not forwarded.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    children.append(subprocess.Popen(torchrun_command(trainer_args, env), env=env))
+    children.append(subprocess.Popen(torchrun_command(trainer_args), env=env))
     if signalled:  # arrived while the child was starting
         children[0].send_signal(signalled[0])
     returncode = children[0].wait()
