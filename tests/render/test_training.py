@@ -109,7 +109,7 @@ def test_workers_run_the_masters_pod_as_their_own_copy() -> None:
 
 def test_trainium_uses_neuron_resources_and_taint() -> None:
     res = {"accelerator": "aws-trainium", "acceleratorsPerNode": 16, "instanceTypes": ["trn1.32xlarge"]}
-    job = objects(resources=res)["PyTorchJob"]
+    job = objects(image="registry.example/neuron-trainer:1", resources=res)["PyTorchJob"]
     assert container(job)["resources"]["limits"]["aws.amazon.com/neuron"] == 16
     assert "nvidia.com/gpu" not in container(job)["resources"]["limits"]
     assert pod(job)["tolerations"][0]["key"] == "aws.amazon.com/neuron"

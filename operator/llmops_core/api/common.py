@@ -54,6 +54,7 @@ class ApiModel(BaseModel):
         extra="forbid",
         validate_default=True,
         json_schema_extra=_cel_rules,
+        allow_inf_nan=False,  # NaN passes no bound check by accident; say what it is instead
     )
     RULES: ClassVar[tuple[Rule, ...]] = ()
 

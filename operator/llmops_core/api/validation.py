@@ -59,6 +59,8 @@ def from_pydantic(err: ValidationError) -> list[Issue]:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see `kubectl explain` or docs/api.md)"
+        elif e["type"] == "finite_number":
+            msg = f"is {'NaN' if e['input'] != e['input'] else e['input']}; must be a finite number"
         elif e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             msg = f"must be one of {e['ctx']['expected']}"
         seen.setdefault(path, msg)
@@ -169,6 +171,12 @@ def training_issues(tj: TrainingJob) -> Iterator[Issue]:
                 "spec.hyperparameters.sequenceLength",
                 f"{spec.hyperparameters.sequence_length} exceeds preset {spec.model.preset}'s {limit} positions",
             )
+    if res.accelerator == "aws-trainium" and not spec.image:
+        yield Issue(
+            "spec.image",
+            "aws-trainium needs a Neuron-capable trainer image (torch-neuronx) in spec.image; "
+            "the bundled trainer runs on CPUs and NVIDIA GPUs only",
+        )
     if res.accelerator == "cpu" and spec.hyperparameters.precision == "fp16":
         yield Issue("spec.hyperparameters.precision", "fp16 needs a GPU; use bf16 or fp32 on cpu")
 
