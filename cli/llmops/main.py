@@ -16,6 +16,7 @@ import yaml
 from . import __version__
 from .dev import dev
 from .documents import Problem, parse, read, training_outputs
+from .estimate_cmd import estimate, fit_problems
 from .local import local
 from .operator_cmd import operator as operator_cmd
 
@@ -34,13 +35,21 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
-def validate(files: tuple[str, ...]) -> None:
+@click.option(
+    "--strict-fit", is_flag=True, help="Fail (not just warn) when a model would not fit its accelerators."
+)
+def validate(files: tuple[str, ...], strict_fit: bool) -> None:
     """Check TrainingJob and InferenceEndpoint manifests (FILE or - for stdin)."""
     docs, problems = read(files)
-    count = 0
-    for doc, resource, issues in parse(docs):
-        problems += [Problem(doc, i) for i in issues]
-        count += resource is not None
+    parsed = list(parse(docs))
+    problems += [Problem(doc, i) for doc, _, issues in parsed for i in issues]
+    count = sum(resource is not None for _, resource, _ in parsed)
+    misfits = fit_problems(parsed)
+    if strict_fit:
+        problems += misfits
+    else:
+        for p in misfits:
+            click.echo(f"warning: {p}", err=True)
     if problems:
         _fail(problems)
     click.echo(f"{count} resource(s) valid", err=True)
@@ -122,6 +131,7 @@ def crds(directory: Path | None, check_dir: Path | None) -> None:
 
 
 cli.add_command(local)
+cli.add_command(estimate)
 cli.add_command(operator_cmd)
 cli.add_command(dev)
 

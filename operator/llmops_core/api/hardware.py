@@ -80,3 +80,11 @@ def neuroncores(instance_types: list[str]) -> set[int]:
 def family_accelerator(instance_type: str) -> str:
     """The accelerator an instance type carries ("cpu" for families we do not list)."""
     return FAMILIES.get(instance_type.split(".", 1)[0], "cpu")
+
+
+# Dense bf16 peak per accelerator in TFLOP/s (vendor data sheets, no sparsity), for run-time estimates:
+# A100, A100 80GB, H100, H200, H200, A10G, L4, L40S, Trainium, Trainium2, Inferentia2.
+PEAK_BF16_TFLOPS = {
+    "p4d": 312, "p4de": 312, "p5": 989, "p5e": 989, "p5en": 989,
+    "g5": 70, "g6": 121, "g6e": 362, "trn1": 190, "trn1n": 190, "trn2": 667, "inf2": 190,
+}  # fmt: skip
