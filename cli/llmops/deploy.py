@@ -79,7 +79,9 @@ def apply_all(cluster: Any, bodies: list[dict[str, Any]], dry_run: bool, force: 
     show_default=True,
     help="With --local: each job trains in RUN_DIR/<name>.",
 )
-@click.option("--port", type=int, default=8000, show_default=True, help="With --local: the first server port.")
+@click.option(
+    "--port", type=int, default=8000, show_default=True, help="With --local: the first server port."
+)
 @click.option(
     "--config",
     "config_file",
@@ -166,4 +168,3 @@ def wait_and_report(cluster: Any, refs: list, timeout: float) -> int:
         elif code == TIMEOUT:
             click.echo(f"{ref} still {s.phase.lower()} after {timeout:g} s", err=True)
     return code
-

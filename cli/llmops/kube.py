@@ -32,7 +32,9 @@ class Kind:
 
 KINDS = {
     "TrainingJob": Kind("TrainingJob", "trainingjobs", "tj", "llmops.dev/trainingjob"),
-    "InferenceEndpoint": Kind("InferenceEndpoint", "inferenceendpoints", "ie", "llmops.dev/inferenceendpoint"),
+    "InferenceEndpoint": Kind(
+        "InferenceEndpoint", "inferenceendpoints", "ie", "llmops.dev/inferenceendpoint"
+    ),
 }
 ALIASES = {
     alias: k

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,7 +40,9 @@ def local_data(uri: str, field: str, override: str | None = None) -> tuple[str, 
     if uri == IMAGE_DATA_DIR or uri.startswith(IMAGE_DATA_DIR + "/"):
         mapped = shipped_data() / uri[len(IMAGE_DATA_DIR) :].lstrip("/")
         if not Path(uri).exists() and mapped.exists():
-            return str(mapped), f"{field}: {uri} exists only in the trainer image; using the shipped copy {mapped}"
+            return str(
+                mapped
+            ), f"{field}: {uri} exists only in the trainer image; using the shipped copy {mapped}"
     if uri.startswith("pvc://"):
         raise CliError(f"{field} {uri} is a cluster volume; pass --data PATH to train on local data")
     if "://" not in uri and not Path(uri).expanduser().exists():
@@ -167,10 +169,8 @@ def run(
             assert proc.stdout is not None
             for line in proc.stdout:
                 if line.startswith("{"):
-                    try:
+                    with suppress(ValueError):
                         on_record(json.loads(line))
-                    except ValueError:
-                        pass
         code = proc.wait()
     if received:
         step = last_checkpoint(p.metrics)

@@ -12,11 +12,15 @@ from typing import Any
 import click
 
 from . import __version__
+from .delete_cmd import delete
+from .deploy import deploy
 from .errors import EXIT_CODES_HELP, guard
 from .local import local
+from .logs_cmd import logs
 from .manifests_cmd import crds, render, validate
 from .operator_cmd import operator as operator_cmd
 from .quickstart import quickstart
+from .status_cmd import status
 
 
 class Cli(click.Group):
@@ -35,6 +39,10 @@ def cli() -> None:
     """
 
 
+cli.add_command(deploy)
+cli.add_command(status)
+cli.add_command(logs)
+cli.add_command(delete)
 cli.add_command(validate)
 cli.add_command(render)
 cli.add_command(crds)

@@ -90,8 +90,13 @@ def status(
         click.echo(dump(objects, fmt), nl=False)
         return
     if not objects:
-        click.echo(f"No TrainingJobs or InferenceEndpoints in {'any namespace' if ns is None else ns}.", err=True)
+        click.echo(
+            f"No TrainingJobs or InferenceEndpoints in {'any namespace' if ns is None else ns}.", err=True
+        )
         return
     from rich.console import Console
 
-    Console(soft_wrap=True).print(table(objects, all_namespaces))
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: never wrap a row (scripts split on whitespace)
+        console = Console(width=100_000)
+    console.print(table(objects, all_namespaces))

@@ -62,7 +62,9 @@ def outcome(obj: dict[str, Any]) -> str:
         return PENDING  # the operator has not seen this spec yet: the status describes the old one
     phase = status.get("phase")
     stalled = condition(status, "Stalled")
-    if phase in ("Failed", "Invalid") or (stalled and stalled.get("reason") in ("InvalidSpec", "ModelFailed")):
+    if phase in ("Failed", "Invalid") or (
+        stalled and stalled.get("reason") in ("InvalidSpec", "ModelFailed")
+    ):
         return FAILED
     if obj["kind"] == "TrainingJob":
         return SUCCEEDED if phase == "Succeeded" else PENDING

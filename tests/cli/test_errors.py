@@ -80,7 +80,9 @@ def test_known_library_errors_are_translated() -> None:
 
     api = ApiException(status=403, reason="Forbidden")
     api.body = '{"kind": "Status", "message": "trainingjobs is forbidden: User \\"bob\\" cannot list"}'
-    assert str(errors.translate(api).message).startswith("the API server refused: 403 Forbidden: trainingjobs")
+    assert str(errors.translate(api).message).startswith(
+        "the API server refused: 403 Forbidden: trainingjobs"
+    )
     config = errors.translate(ConfigException("Invalid kube-config file. No configuration found."))
     assert config.exit_code == errors.UNREACHABLE and "KUBECONFIG" in config.message
     assert errors.translate(FileNotFoundError(2, "No such file or directory", "x.yaml")).message == (

@@ -53,7 +53,9 @@ def test_data_flag_wins_and_is_reported(tmp_path: Path) -> None:
     body, job = load_one(str(TINY), "TrainingJob")
     plan = local_train.plan(body, job, tmp_path / "run", data=str(data))
     assert yaml.safe_load((tmp_path / "run" / "job.yaml").read_text())["spec"]["data"]["train"] == str(data)
-    assert plan.notes == [f"spec.data.train: {data} (from --data; the manifest says /opt/llmops/data/corpus.txt)"]
+    assert plan.notes == [
+        f"spec.data.train: {data} (from --data; the manifest says /opt/llmops/data/corpus.txt)"
+    ]
 
 
 @pytest.mark.parametrize("train", ["/nowhere/corpus.txt", "pvc://datasets/corpus"])

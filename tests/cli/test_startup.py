@@ -17,10 +17,7 @@ HEAVY = ["pydantic", "yaml", "kubernetes", "boto3", "botocore", "rich", "torch",
 
 
 def test_start_up_imports_nothing_heavy() -> None:
-    code = (
-        "import sys, llmops.main; "
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    )
+    code = f"import sys, llmops.main; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True,
         env={"PYTHONPATH": PATHS, "PATH": "/usr/bin:/bin"},
