@@ -12,8 +12,10 @@ from typing import Any
 import click
 
 from . import __version__
+from .data_cmd import data
 from .delete_cmd import delete
 from .deploy import deploy
+from .eks import eks
 from .errors import EXIT_CODES_HELP, guard
 from .local import local
 from .logs_cmd import logs
@@ -48,6 +50,8 @@ cli.add_command(render)
 cli.add_command(crds)
 cli.add_command(quickstart)
 cli.add_command(local)
+cli.add_command(eks)
+cli.add_command(data)
 cli.add_command(operator_cmd)
 
 if __name__ == "__main__":

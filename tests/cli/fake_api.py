@@ -39,6 +39,7 @@ class FakeApi:
     logs: dict[tuple[str, str], str] = field(default_factory=dict)  # (pod, container) -> text
     requests: list[Request] = field(default_factory=list)
     version: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)  # other paths → the JSON they return
 
     def put(self, obj: dict[str, Any]) -> None:
         plural = {v: k for k, v in KIND_OF.items()}[obj["kind"]]
@@ -52,6 +53,8 @@ class FakeApi:
         query = parse_qs(parsed.query)
         self.requests.append(Request(method, parsed.path, query, content_type, body))
         parts = parsed.path.strip("/").split("/")
+        if parsed.path in self.extra:
+            return 200, self.extra[parsed.path]
         if parsed.path.startswith("/api/v1/namespaces/") and parts[4] == "pods":
             if len(parts) == 5:
                 selector = dict(s.split("=") for s in query.get("labelSelector", [""])[0].split(",") if s)

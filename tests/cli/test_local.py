@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 from llmops import local_train
 from llmops.documents import load_one
 from llmops.main import cli
-from tests.manifests import ROOT, training_job
+from tests.manifests import ROOT, endpoint, training_job
 
 TINY = ROOT / "manifests" / "examples" / "tiny-cpu-training.yaml"
 PATHS = ":".join(str(ROOT / p) for p in ("cli", "operator", "training-jobs", "inference-service"))
@@ -115,3 +116,50 @@ def test_quickstart_trains_serves_answers_and_shows_the_manifests(tmp_path: Path
     assert len(out.splitlines()) < 90 and len(err.splitlines()) < 10
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     assert "draining" in (tmp_path / "run" / "serve.log").read_text()
+
+
+def test_deploy_local_needs_a_local_model(tmp_path: Path) -> None:
+    from llmops import deploy_local
+
+    path = tmp_path / "ep.yaml"
+    path.write_text(yaml.safe_dump(endpoint(model={"fromTrainingJob": "tiny-cpu"})))
+    result = CliRunner().invoke(cli, ["deploy", str(path), "--local", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "deploy its TrainingJob with --local first" in result.stderr
+    _, ep = load_one(str(ROOT / "manifests" / "examples" / "cpu-endpoint.yaml"), "InferenceEndpoint")
+    with pytest.raises(click.ClickException, match="pvc://models/tiny-chat is a cluster volume"):
+        deploy_local.model_dir(ep, tmp_path)
+    (tmp_path / "tiny-cpu" / "model").mkdir(parents=True)
+    _, ep = load_one(str(path), "InferenceEndpoint")
+    assert deploy_local.model_dir(ep, tmp_path) == tmp_path / "tiny-cpu" / "model"
+
+
+@pytest.mark.slow
+def test_deploy_local_trains_then_serves_the_endpoint(tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    job = yaml.safe_load(TINY.read_text())
+    job["spec"]["hyperparameters"]["maxSteps"] = 5
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    port = 18000 + os.getpid() % 1000
+    proc = llmops("deploy", str(tmp_path / "job.yaml"), str(ROOT / "manifests/examples/endpoint-from-training.yaml"),
+                  "--local", "--run-dir", str(tmp_path / "runs"), "--port", str(port), tmp=tmp_path)  # fmt: skip
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("inferenceendpoint.llmops.dev/tiny-cpu-chat ready"):
+            break
+    assert lines[-1].startswith(
+        f"inferenceendpoint.llmops.dev/tiny-cpu-chat ready: http://127.0.0.1:{port}/v1"
+    )
+    assert any(line.startswith("trainingjob.llmops.dev/tiny-cpu succeeded") for line in lines)
+    body = json.dumps({"model": "tiny-cpu-chat", "prompt": "Shall I", "max_tokens": 3}).encode()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/completions", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        assert json.load(resp)["usage"]["completion_tokens"] == 3
+    os.kill(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
