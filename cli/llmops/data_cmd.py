@@ -8,7 +8,6 @@ where it stopped. A single file interrupted mid-way is uploaded again from its s
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ _CHUNK = 8 * 1024 * 1024
 
 
 def md5(path: Path) -> str:
+    import hashlib
+
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):

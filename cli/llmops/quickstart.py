@@ -9,8 +9,6 @@ directory, named when something fails.
 from __future__ import annotations
 
 import json
-import shutil
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,8 @@ def example(name: str) -> Path:
 
 def complete(base_url: str, model: str, prompt: str, max_tokens: int = 40) -> dict[str, Any]:
     """One /v1/completions call, greedy, so the answer is reproducible."""
+    import urllib.request
+
     body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
     req = urllib.request.Request(
         f"{base_url}/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
@@ -80,6 +80,8 @@ def quickstart(run_dir: Path, max_steps: int | None, prompt: str, fresh: bool) -
     body, job = load_one(str(job_file), "TrainingJob")
     _, endpoint = load_one(str(endpoint_file), "InferenceEndpoint")
     if fresh and run_dir.exists():
+        import shutil
+
         shutil.rmtree(run_dir)
     plan = local_train.plan(body, job, run_dir, max_steps=max_steps)
     total = max_steps or job.spec.hyperparameters.max_steps or 0
