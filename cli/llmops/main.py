@@ -15,6 +15,7 @@ from . import __version__
 from .data_cmd import data
 from .delete_cmd import delete
 from .deploy import deploy
+from .dev import dev
 from .eks import eks
 from .errors import EXIT_CODES_HELP, guard
 from .local import local
@@ -53,6 +54,7 @@ cli.add_command(local)
 cli.add_command(eks)
 cli.add_command(data)
 cli.add_command(operator_cmd)
+cli.add_command(dev)
 
 if __name__ == "__main__":
     cli()

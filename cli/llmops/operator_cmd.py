@@ -30,21 +30,8 @@ def operator() -> None:
 
 
 @operator.command("run")
-@click.option(
-    "-n", "--namespace", "namespaces", multiple=True, help="Watch this namespace (repeatable; globs ok)."
-)
+@click.option("-n", "--namespace", "namespaces", multiple=True, help="Watch this namespace (repeatable).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace.")
-@click.option(
-    "--standalone/--peering",
-    "standalone",
-    default=True,
-    show_default=True,
-    help="Standalone, or coordinate with other replicas through kopf peering (HA).",
-)
-@click.option(
-    "--peering-name", default="llmops-operator", show_default=True, help="The peering object with --peering."
-)
-@click.option("--priority", type=int, default=0, help="Peering priority of this replica.")
 @click.option(
     "--liveness", metavar="URL", help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz."
 )
@@ -60,9 +47,6 @@ def operator() -> None:
 def run_cmd(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
-    standalone: bool,
-    peering_name: str,
-    priority: int,
     liveness: str | None,
     log_format: str,
     config_path: Path | None,
@@ -77,7 +61,7 @@ def run_cmd(
     \b
     Examples:
       llmops operator run -n ml-team
-      llmops operator run -A --peering --liveness http://0.0.0.0:8080/healthz
+      llmops operator run -A --liveness http://0.0.0.0:8080/healthz
     """
     if not namespaces and not all_namespaces:
         raise click.UsageError("name at least one --namespace, or pass --all-namespaces")
@@ -89,13 +73,15 @@ def run_cmd(
 
     from .operator_config import load
 
-    settings.set_config(load(config_path))  # fail fast on a bad setting, before connecting
+    load(config_path)  # a bad setting is one line naming it, before connecting
+    try:
+        settings.TUNABLES.load_env()
+    except ValueError as e:
+        raise CliError(str(e)) from None
     preflight(kube.from_environment().server)
     run.run(
         namespaces=namespaces,
         all_namespaces=all_namespaces,
-        peering=None if standalone else peering_name,
-        priority=priority,
         liveness=liveness,
         log_format=log_format,
         verbose=verbose,

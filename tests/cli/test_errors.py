@@ -91,12 +91,12 @@ def test_known_library_errors_are_translated() -> None:
     assert errors.translate(ZeroDivisionError()) is None
 
 
-def operator_run(tmp_path: Path, kubeconfig: str) -> tuple[subprocess.CompletedProcess, float]:
+def operator_run(tmp_path: Path, kubeconfig: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
     start = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "llmops", "operator", "run", "-A"],
         capture_output=True, text=True, timeout=60, check=False,
-        env={"PYTHONPATH": PATHS, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": kubeconfig},
+        env={"PYTHONPATH": PATHS, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": kubeconfig, **env},
     )  # fmt: skip
     return result, time.monotonic() - start
 
@@ -120,3 +120,9 @@ def test_operator_run_with_unreachable_server_exits(tmp_path: Path) -> None:
     result, _ = operator_run(tmp_path, str(kubeconfig))
     assert result.returncode == errors.UNREACHABLE
     assert "cannot reach the API server at https://127.0.0.1:9" in one_line(result.stderr)
+
+
+def test_operator_run_with_a_bad_tunable_names_it(tmp_path: Path) -> None:
+    result, _ = operator_run(tmp_path, str(tmp_path / "absent"), LLMOPS_OPERATOR_RESYNC_SECONDS="soon")
+    assert result.returncode == errors.FAILED
+    assert one_line(result.stderr) == "Error: LLMOPS_OPERATOR_RESYNC_SECONDS: expected a number, got 'soon'"
