@@ -54,16 +54,20 @@ def _explain(status: dict[str, Any]) -> str:
 
 
 def outcome(obj: dict[str, Any]) -> str:
-    """Terminal states: a job Succeeded/Failed, an endpoint Ready; Invalid or a failed model is fatal."""
+    """Terminal states: a job Succeeded/Failed, an endpoint Ready; an invalid spec, a failed source
+    job or a rollout past its progress deadline (what fails `kubectl rollout status`) is fatal."""
     status = obj.get("status") or {}
     observed = status.get("observedGeneration")
     generation = (obj.get("metadata") or {}).get("generation")
     if observed is not None and generation is not None and observed < generation:
         return PENDING  # the operator has not seen this spec yet: the status describes the old one
     phase = status.get("phase")
-    stalled = condition(status, "Stalled")
-    if phase in ("Failed", "Invalid") or (
-        stalled and stalled.get("reason") in ("InvalidSpec", "ModelFailed")
+    stalled = condition(status, "Stalled") or {}
+    ready = condition(status, "Ready") or {}
+    if (
+        phase in ("Failed", "Invalid")
+        or (stalled.get("status") == "True" and stalled.get("reason") in ("InvalidSpec", "ModelFailed"))
+        or (ready.get("status") == "False" and ready.get("reason") == "RolloutFailed")  # past its deadline
     ):
         return FAILED
     if obj["kind"] == "TrainingJob":

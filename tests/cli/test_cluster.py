@@ -287,6 +287,25 @@ def test_wait_fails_at_once_on_failure_and_ignores_stale_status() -> None:
     assert code == errors.FAILED and len(shown) == 2 and summaries[0].phase == "Failed"
 
 
+def test_wait_fails_on_a_failed_source_job_or_rollout() -> None:
+    from llmops.summary import FAILED, PENDING, outcome
+
+    ep = endpoint_with_status("chat", "Pending", 0, 1)
+    ep["status"]["conditions"] = [
+        {"type": "Stalled", "status": "True", "reason": "ModelFailed", "message": "x"}
+    ]
+    assert outcome(ep) == FAILED
+    ep["status"]["conditions"] = [
+        {"type": "Stalled", "status": "False", "reason": "ModelFailed", "message": "x"}
+    ]
+    assert outcome(ep) == PENDING
+    ep["status"]["phase"] = "Degraded"
+    ep["status"]["conditions"] = [
+        {"type": "Ready", "status": "False", "reason": "RolloutFailed", "message": "x"}
+    ]
+    assert outcome(ep) == FAILED
+
+
 def test_wait_times_out_with_code_3_and_a_deleted_resource_fails() -> None:
     pending = {
         "tiny": job_with_status("tiny", "Pending"),
