@@ -62,11 +62,16 @@ def test_apply_is_server_side_and_idempotent(cluster, tmp_path: Path) -> None:
     managers = {(m["manager"], m["operation"]) for m in obj["metadata"]["managedFields"]}
     assert ("llmops", "Apply") in managers
 
-    changed = tiny(tmp_path, "apply-me", maxSteps=7)
-    dry = llmops("deploy", str(changed), "-n", ns, "--dry-run=server")
-    assert dry.stdout == "trainingjob.llmops.dev/apply-me configured (server dry run)\n"
+    doc = yaml.safe_load(path.read_text())
+    doc["metadata"]["labels"] = {"team": "a"}
+    path.write_text(yaml.safe_dump(doc))
+    dry = llmops("deploy", str(path), "-n", ns, "--dry-run=server")
+    assert dry.stdout == "trainingjob.llmops.dev/apply-me configured (server dry run)\n", dry.output
     stored = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs", "apply-me")
-    assert stored["spec"]["hyperparameters"]["maxSteps"] == 200  # a dry run stores nothing
+    assert "labels" not in stored["metadata"]  # a dry run stores nothing
+    assert llmops("deploy", str(path), "-n", ns).stdout == "trainingjob.llmops.dev/apply-me configured\n"
+    stored = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs", "apply-me")
+    assert stored["metadata"]["labels"] == {"team": "a"}
 
 
 def test_server_dry_run_reports_admission_errors_in_one_line(cluster, tmp_path: Path) -> None:
@@ -74,11 +79,12 @@ def test_server_dry_run_reports_admission_errors_in_one_line(cluster, tmp_path: 
     path = tiny(tmp_path, "immutable")
     assert llmops("deploy", str(path), "-n", ns).exit_code == 0
     doc = yaml.safe_load(path.read_text())
-    doc["spec"]["data"] = {"train": "/opt/llmops/data/other.txt"}  # immutable: a CEL transition rule
+    doc["spec"]["hyperparameters"]["maxSteps"] = 7  # immutable once the job exists (a CEL rule)
     path.write_text(yaml.safe_dump(doc))
     result = llmops("deploy", str(path), "-n", ns, "--dry-run=server")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
     assert result.stderr.startswith("Error: the API server refused: 422")
+    assert "spec.hyperparameters: Invalid value: is immutable" in result.stderr
 
 
 def finish_pods(core, ns: str, name: str, stop: threading.Event) -> None:
