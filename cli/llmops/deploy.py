@@ -127,7 +127,7 @@ def deploy(
         deploy_local(files, run_dir, port)
         return
     if dry_run == "client":
-        click.echo(dump(rendered(files, config_file), "yaml"), nl=False)
+        click.echo(dump(rendered(files, config_file, namespace), "yaml"), nl=False)
         return
     docs, problems = read(files)
     valid = []

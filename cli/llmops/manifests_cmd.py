@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from .documents import Problem, parse, read, training_outputs
+from .documents import Document, Problem, parse, read, training_outputs
 from .errors import FAILED
 
 
@@ -17,8 +18,10 @@ def fail(problems: list[Problem]) -> None:
     sys.exit(FAILED)
 
 
-def rendered(files: tuple[str, ...], config_file: Path | None) -> list[dict]:
-    """Every child the operator would create for FILES, in order; exits 1 naming each problem."""
+def rendered(files: tuple[str, ...], config_file: Path | None, namespace: str | None = None) -> list[dict]:
+    """Every child the operator would create for FILES, in order; exits 1 naming each problem.
+
+    ``namespace`` applies to documents that name none (``deploy -n NS --dry-run=client``)."""
     from llmops_core.api import Issue
     from llmops_operator.render import UnresolvedModel
     from llmops_operator.render import render as render_resource
@@ -27,6 +30,8 @@ def rendered(files: tuple[str, ...], config_file: Path | None) -> list[dict]:
 
     config = load(config_file)
     docs, problems = read(files)
+    if namespace is not None:
+        docs = [in_namespace(d, namespace) for d in docs]
     parsed = list(parse(docs))
     outputs = training_outputs(r for _, r, _ in parsed if r is not None)
     objects: list[dict] = []
@@ -44,6 +49,17 @@ def rendered(files: tuple[str, ...], config_file: Path | None) -> list[dict]:
     if problems:
         fail(problems)
     return objects
+
+
+def in_namespace(doc: Document, namespace: str) -> Document:
+    body = doc.body
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("metadata"), dict)
+        or body["metadata"].get("namespace")
+    ):
+        return doc
+    return replace(doc, body={**body, "metadata": {**body["metadata"], "namespace": namespace}})
 
 
 def dump(objects: list[dict], fmt: str) -> str:

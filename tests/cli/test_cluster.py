@@ -114,6 +114,8 @@ def test_client_dry_run_prints_the_operators_children_and_contacts_nothing(tmp_p
     render = CliRunner().invoke(cli, ["render", str(EX / "cpu-endpoint.yaml")])
     assert result.stdout == render.stdout
     assert next(o["kind"] for o in yaml.safe_load_all(result.stdout)) == "Deployment"
+    in_ns = CliRunner().invoke(cli, ["deploy", str(EX / "cpu-endpoint.yaml"), "--dry-run=client", "-n", "ml"])
+    assert {o["metadata"]["namespace"] for o in yaml.safe_load_all(in_ns.stdout)} == {"ml"}
 
 
 def test_no_kubeconfig_is_one_line_exit_4(tmp_path: Path) -> None:
