@@ -1,9 +1,10 @@
 """``llmops data upload``: put a dataset (or a model directory) in S3 where a TrainingJob reads it.
 
-boto3's transfer manager does the work (multipart and parallel for large files). A rerun resumes:
-each object carries the MD5 of its file in its metadata (``llmops-md5``), and a file whose object
-already has the same size and MD5 is skipped, so an interrupted upload of many shards continues
-where it stopped. A single file interrupted mid-way is uploaded again from its start.
+A rerun resumes at two levels. Each object carries the MD5 of its file in its metadata
+(``llmops-md5``), and a file whose object already has the same size and MD5 is skipped, so an
+interrupted upload of many shards continues with the next one. A large file goes up in parts whose
+upload id is remembered (:mod:`llmops.multipart`), so it continues from its last part. Small files go
+through boto3's transfer manager.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import click
 from .errors import CliError
 
 MD5_KEY = "llmops-md5"
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
 _CHUNK = 8 * 1024 * 1024
 
 
@@ -87,7 +89,8 @@ def data() -> None:
 def upload(source: Path, uri: str, region: str | None, profile: str | None, concurrency: int) -> None:
     """Upload PATH (a file or a directory) to S3, with a progress bar; a rerun resumes.
 
-    Files whose object already holds the same bytes (size and MD5) are skipped.
+    Files whose object already holds the same bytes (size and MD5) are skipped; a large file
+    interrupted mid-way continues from its last uploaded part.
 
     \b
     Examples:
@@ -106,6 +109,8 @@ def upload(source: Path, uri: str, region: str | None, profile: str | None, conc
         TransferSpeedColumn,
     )
 
+    from . import multipart
+
     bucket, pairs = plan(source, uri)
     client = boto3.Session(profile_name=profile, region_name=region).client("s3")
     console = Console(stderr=True)
@@ -118,7 +123,7 @@ def upload(source: Path, uri: str, region: str | None, profile: str | None, conc
             else:
                 todo.append((path, key, size, digest))
     total = sum(size for *_, size, _ in todo)
-    config = TransferConfig(multipart_threshold=64 * 1024 * 1024, max_concurrency=concurrency)
+    config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=concurrency)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -128,8 +133,13 @@ def upload(source: Path, uri: str, region: str | None, profile: str | None, conc
     )
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("uploading", total=total)
-        for path, key, _, digest in todo:
+        for path, key, size, digest in todo:
             bar.update(task, description=path.name)
+            if size >= MULTIPART_THRESHOLD:
+                multipart.upload(
+                    client, path, bucket, key, digest, MD5_KEY, lambda n: bar.advance(task, n), concurrency
+                )
+                continue
             client.upload_file(
                 str(path),
                 bucket,

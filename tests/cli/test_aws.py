@@ -185,3 +185,54 @@ def test_upload_single_file_and_bad_locations(aws: None, tmp_path: Path) -> None
     for uri, message in (("/local/dir", "upload needs an s3:// location"), ("s3://", "missing bucket")):
         bad = invoke("data", "upload", str(f), uri)
         assert bad.exit_code == 1 and message in bad.stderr and bad.stderr.count("\n") == 1
+
+
+class FailingPart:
+    """The S3 client, except that one part upload fails once (a dropped connection)."""
+
+    def __init__(self, client, fail_part: int) -> None:
+        self.client, self.fail_part, self.sent = client, fail_part, []
+
+    def upload_part(self, **kwargs):
+        if kwargs["PartNumber"] == self.fail_part:
+            self.fail_part = -1
+            raise ConnectionError("connection reset")
+        self.sent.append(kwargs["PartNumber"])
+        return self.client.upload_part(**kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+
+def test_a_large_file_resumes_from_its_last_part(
+    aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops import data_cmd, multipart
+
+    monkeypatch.setenv("LLMOPS_CACHE_DIR", str(tmp_path / "cache"))
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="data", CreateBucketConfiguration={"LocationConstraint": REGION})
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * (44 * 1024))  # 11 MiB: three 5 MiB parts, the last one short
+    digest, part = data_cmd.md5(big), 5 * 1024 * 1024
+    flaky = FailingPart(s3, fail_part=2)
+    with pytest.raises(ConnectionError):
+        multipart.upload(flaky, big, "data", "big.bin", digest, "llmops-md5", lambda n: None, 1, part)
+    assert multipart.state_file("data", "big.bin").is_file() and flaky.sent == [1, 3]
+    progress: list[int] = []
+    again = FailingPart(s3, fail_part=-1)
+    sent = multipart.upload(again, big, "data", "big.bin", digest, "llmops-md5", progress.append, 1, part)
+    assert sent == 1 and again.sent == [2]  # parts 1 and 3 are counted, not sent again
+    assert progress[0] == big.stat().st_size - part
+    assert sum(progress) == big.stat().st_size
+    assert s3.get_object(Bucket="data", Key="big.bin")["Body"].read() == big.read_bytes()
+    assert s3.head_object(Bucket="data", Key="big.bin")["Metadata"]["llmops-md5"] == digest
+    assert not multipart.state_file("data", "big.bin").exists()
+    # the command takes this path above its threshold, and a rerun skips the finished object
+    monkeypatch.setattr(data_cmd, "MULTIPART_THRESHOLD", 1024)
+    result = invoke("data", "upload", str(big), "s3://data/big.bin")
+    assert "uploaded 0 file(s)" in result.stderr and "1 already there" in result.stderr
+    monkeypatch.setattr(multipart, "MIN_PART", part)
+    result = invoke("data", "upload", str(big), "s3://data/copy.bin")
+    assert result.exit_code == 0 and "uploaded 1 file(s)" in result.stderr, result.output
+    assert s3.get_object(Bucket="data", Key="copy.bin")["Body"].read() == big.read_bytes()
