@@ -1,0 +1,241 @@
+"""Installing on a real API server: ``kubectl apply --server-side -f manifests/install.yaml``, then
+``helm install`` (taking over what it applied), ``helm upgrade``, ``helm test`` and ``helm uninstall``;
+the admission policy refusing the operator's token outside its own objects; the operator reconciling
+an example with exactly the chart's rights.
+
+Runs with ``pytest tests/install --e2e`` against the current kubeconfig, on a cluster without an llmops
+install: ``llmops dev up --simulated --no-operator`` (docs/e2e.md) or kind. On the simulated cluster
+pods never run, so the operator runs here as a process logged in with its ServiceAccount's token, and
+the ``helm test`` pod is completed through the simulated kubelet; on kind both are real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.install.chart import CHART, INSTALL, NAMESPACE, RELEASE, ROOT, documents
+from tests.install.tools import find
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+SA = f"system:serviceaccount:{NAMESPACE}:llmops-operator"
+NAME = "llmops-operator"
+MANAGED = {"app.kubernetes.io/managed-by": "llmops-operator"}
+EXIT_CODE = "llmops.dev/simulated-exit-code"  # the simulated kubelet completes a pod so annotated
+
+
+def run(tool: str, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    got = subprocess.run([str(find(tool)), *args], capture_output=True, text=True, input=input, check=False)
+    if check and got.returncode != 0:
+        raise AssertionError(f"{tool} {' '.join(args)}: {got.stderr.strip() or got.stdout.strip()}")
+    return got
+
+
+def kubectl(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    return run("kubectl", *args, check=check, input=input)
+
+
+def get(*args: str) -> dict[str, Any] | None:
+    got = kubectl("get", *args, "-o", "json", check=False)
+    if got.returncode != 0:
+        assert "NotFound" in got.stderr, got.stderr
+        return None
+    return json.loads(got.stdout)
+
+
+def wait(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def simulated() -> bool:
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return bool(nodes) and all(
+        (n["metadata"].get("annotations") or {}).get("kwok.x-k8s.io/node") == "fake" for n in nodes
+    )
+
+
+def configmap(name: str, namespace: str, labels: dict[str, str] | None = None) -> str:
+    meta = {"name": name, "namespace": namespace, **({"labels": labels} if labels else {})}
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"a": "1"}})
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    got = kubectl("get", "--raw", "/readyz", check=False)
+    assert got.returncode == 0, f"no reachable cluster in the current kubeconfig: {got.stderr.strip()}"
+    assert get("namespace", NAMESPACE) is None, (
+        f"namespace {NAMESPACE} exists: run this on a cluster without an llmops install "
+        "(llmops dev up --simulated --no-operator, or a fresh kind cluster)"
+    )
+    yield
+    kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
+
+
+@pytest.fixture
+def team() -> Iterator[str]:
+    ns = f"llmops-install-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", ns)
+    yield ns
+    kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def policy_active(namespace: str) -> bool:
+    """The binding takes effect a moment after it is created: probe with a server-side dry run."""
+    got = kubectl(
+        f"--as={SA}",
+        "create",
+        "--dry-run=server",
+        "-f",
+        "-",
+        check=False,
+        input=configmap("probe", namespace),
+    )
+    return got.returncode != 0 and "ValidatingAdmissionPolicy" in got.stderr
+
+
+def test_install_yaml_applies_server_side_and_confines_the_operator(cluster, team):
+    kubectl("apply", "--server-side", "-f", str(INSTALL))
+    for doc in documents(INSTALL.read_text()):
+        ns = doc["metadata"].get("namespace")
+        assert get(doc["kind"].lower(), *(["-n", ns] if ns else []), doc["metadata"]["name"]), doc["kind"]
+    kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{NAME}", "--timeout=180s")
+    wait(lambda: policy_active(team), "the admission policy to take effect")
+
+    # RBAC lets the operator patch ConfigMaps everywhere; the policy refuses those it did not create
+    kubectl("apply", "-f", "-", input=configmap("llmops-e2e-aws-auth", "kube-system"))
+    try:
+        for patch in ('{"data":{"mapRoles":"evil"}}', json.dumps({"metadata": {"labels": MANAGED}})):
+            got = kubectl(
+                f"--as={SA}", "-n", "kube-system", "patch", "configmap", "llmops-e2e-aws-auth",
+                "--type=merge", "-p", patch, check=False,
+            )  # fmt: skip
+            assert got.returncode != 0 and "denied request" in got.stderr, got.stderr
+            assert "llmops-operator-managed-objects" in got.stderr
+    finally:
+        kubectl("-n", "kube-system", "delete", "configmap", "llmops-e2e-aws-auth", "--ignore-not-found")
+    # ... and allows what it did create, but not stripping the label
+    kubectl(f"--as={SA}", "create", "-f", "-", input=configmap("mine", team, MANAGED))
+    kubectl(
+        f"--as={SA}", "-n", team, "patch", "configmap", "mine", "--type=merge", "-p", '{"data":{"a":"2"}}'
+    )
+    strip = '{"metadata":{"labels":{"app.kubernetes.io/managed-by":null}}}'
+    got = kubectl(
+        f"--as={SA}", "-n", team, "patch", "configmap", "mine", "--type=merge", "-p", strip, check=False
+    )
+    assert got.returncode != 0 and "denied request" in got.stderr, got.stderr
+    # RBAC grants delete on PodDisruptionBudgets (a spec change can drop one): only on its own
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "theirs", "namespace": team},
+           "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "theirs"}}}}  # fmt: skip
+    kubectl("create", "-f", "-", input=json.dumps(pdb))
+    got = kubectl(f"--as={SA}", "-n", team, "delete", "pdb", "theirs", check=False)
+    assert got.returncode != 0 and "denied request" in got.stderr, got.stderr
+    pdb["metadata"] |= {"name": "ours", "labels": MANAGED}
+    kubectl("create", "-f", "-", input=json.dumps(pdb))
+    kubectl(f"--as={SA}", "-n", team, "delete", "pdb", "ours")
+    # and RBAC still refuses what no rule grants
+    got = kubectl(f"--as={SA}", "-n", team, "get", "secrets", check=False)
+    assert got.returncode != 0 and "forbidden" in got.stderr.lower()
+
+
+def token_kubeconfig(tmp: Path) -> Path:
+    """A kubeconfig for the current cluster that logs in with the operator ServiceAccount's token."""
+    token = kubectl("-n", NAMESPACE, "create", "token", NAME, "--duration=1h").stdout.strip()
+    config = yaml.safe_load(kubectl("config", "view", "--raw", "--minify", "--flatten").stdout)
+    config["users"] = [{"name": "operator", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "operator"
+    path = tmp / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def children_of(ns: str, name: str) -> bool:
+    return all(get(kind, "-n", ns, name) for kind in ("deployment", "service", "hpa", "pdb"))
+
+
+def test_helm_takes_over_upgrades_tests_and_uninstalls(cluster, team, tmp_path):
+    helm = ("helm", "--namespace", NAMESPACE)
+    # what install.yaml applied becomes the release's (Helm 4: --take-ownership --force-conflicts)
+    run(
+        *helm,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--take-ownership",
+        "--force-conflicts",
+        "--wait",
+        "--timeout=3m",
+    )
+    dep = get("deployment", "-n", NAMESPACE, NAME)
+    assert dep["metadata"]["annotations"]["meta.helm.sh/release-name"] == RELEASE
+    crd = get("crd", "trainingjobs.llmops.dev")
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+    # the operator reconciles an example with exactly the chart's rights, under the admission policy
+    operator = None
+    if simulated():
+        env = {**os.environ, "KUBECONFIG": str(token_kubeconfig(tmp_path)), "PYTHONPATH": os.pathsep.join(
+            str(ROOT / p) for p in ("cli", "operator", "training-jobs", "inference-service"))}  # fmt: skip
+        argv = [sys.executable, "-m", "llmops", "operator", "run", "-A", "--log-format=plain"]
+        log = (tmp_path / "operator.log").open("w")
+        operator = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        kubectl("-n", team, "apply", "-f", str(ROOT / "manifests" / "examples" / "cpu-endpoint.yaml"))
+        name = yaml.safe_load((ROOT / "manifests" / "examples" / "cpu-endpoint.yaml").read_text())[
+            "metadata"
+        ]["name"]
+        wait(lambda: children_of(team, name), "the endpoint's Deployment, Service, HPA and PDB", timeout=180)
+        assert get("deployment", "-n", team, name)["metadata"]["labels"]["app.kubernetes.io/managed-by"] == (
+            "llmops-operator"
+        )
+        listed = kubectl("get", "llmops", "-n", team).stdout
+        assert name in listed
+    finally:
+        if operator is not None:
+            operator.terminate()
+            operator.wait(timeout=30)
+    if operator is not None:
+        text = (tmp_path / "operator.log").read_text()
+        assert "Forbidden" not in text and "denied request" not in text, text[-3000:]
+
+    # upgrade: a changed value reaches the operator's environment
+    run(*helm, "upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "config.storageClass=gp3", "--wait")
+    (container,) = get("deployment", "-n", NAMESPACE, NAME)["spec"]["template"]["spec"]["containers"]
+    assert {"name": "LLMOPS_STORAGE_CLASS", "value": "gp3"} in container["env"]
+
+    # helm test: the pod calls the operator's Service (on the simulated cluster, it is completed for it)
+    tester = subprocess.Popen([str(find("helm")), *helm[1:], "test", RELEASE, "--timeout=3m"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    if simulated():
+        pod = f"{NAME}-test-health"
+        wait(
+            lambda: (get("pod", "-n", NAMESPACE, pod) or {}).get("status", {}).get("phase") == "Running",
+            "test pod",
+        )
+        kubectl("-n", NAMESPACE, "annotate", "pod", pod, f"{EXIT_CODE}=0")
+    out, _ = tester.communicate(timeout=240)
+    assert tester.returncode == 0, out
+    assert "Phase:          Succeeded" in out or "Phase: Succeeded" in out, out
+
+    # uninstall: the operator and its rights go, the CRDs and the resources in them stay
+    run(*helm, "uninstall", RELEASE, "--wait")
+    for kind, ns in (("deployment", NAMESPACE), ("serviceaccount", NAMESPACE), ("clusterrole", None),
+                     ("validatingadmissionpolicy", None)):  # fmt: skip
+        name_of = f"{NAME}-managed-objects" if kind == "validatingadmissionpolicy" else NAME
+        assert get(kind, *(["-n", ns] if ns else []), name_of) is None, kind
+    assert get("crd", "trainingjobs.llmops.dev") and get("crd", "inferenceendpoints.llmops.dev")
+    assert get("inferenceendpoint", "-n", team, name)
