@@ -83,7 +83,7 @@ def cluster() -> Iterator[None]:
         "(llmops dev up --simulated --no-operator, or a fresh kind cluster)"
     )
     yield
-    kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
+    kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=180s")
 
 
 @pytest.fixture
