@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import kubernetes_validate
 import pytest
@@ -20,6 +21,7 @@ from tests.install.chart import (
     regenerate,
     updating,
 )
+from tests.install.tools import find
 
 
 def test_generated_files_match_their_sources(helm):
@@ -78,3 +80,24 @@ def test_install_yaml_is_complete_valid_and_restricted():
         if doc["metadata"].get("namespace"):
             assert doc["metadata"]["namespace"] == NAMESPACE
         kubernetes_validate.validate(doc, latest_version(), strict=True)
+
+
+def test_kustomize_builds_on_install_yaml(tmp_path):
+    """What docs/install.md tells kustomize users works: install.yaml as a resource, an image patched."""
+    (tmp_path / "install.yaml").write_text(INSTALL.read_text())
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: [install.yaml]\n"
+        "images:\n"
+        "  - name: ghcr.io/llmops-dev/llmops-operator\n"
+        "    newName: registry.example/llmops-operator\n"
+    )
+    got = subprocess.run(
+        [str(find("kubectl")), "kustomize", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert got.returncode == 0, got.stderr
+    docs = documents(got.stdout)
+    assert sorted(d["kind"] for d in docs) == sorted(d["kind"] for d in documents(INSTALL.read_text()))
+    (dep,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert (
+        dep["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/llmops-operator:0.1.0"
+    )

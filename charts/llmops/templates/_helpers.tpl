@@ -102,10 +102,9 @@ deleting the rest is the garbage collector's job, through owner references.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-{{- if not .Values.watchNamespaces }}
-# kopf: the namespaces it watches, as they come and go
+# kopf: the namespaces it watches, as they come and go. With exact names and without this, kopf
+# retries the list with backoff for about a minute at every start before using the names as given.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- end }}
 {{- end }}
