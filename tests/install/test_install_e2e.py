@@ -88,7 +88,9 @@ def cluster() -> Iterator[None]:
         crds = [d for d in documents(INSTALL.read_text()) if d["kind"] == "CustomResourceDefinition"]
         kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(crds))
     yield
-    kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=180s")
+    # what install.yaml applied and no `helm uninstall` removed; the CRDs stay, as uninstalling leaves them
+    rest = [d for d in documents(INSTALL.read_text()) if d["kind"] != "CustomResourceDefinition"]
+    kubectl("delete", "--ignore-not-found", "--timeout=180s", "-f", "-", input=yaml.safe_dump_all(rest))
 
 
 @pytest.fixture
