@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint crds bench
+.PHONY: setup demo test e2e lint crds bench
 $(BIN)/llmops: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
@@ -21,6 +21,10 @@ demo: setup  ## the main job: train the tiny example on CPU, serve it, ask it; t
 
 test: setup  ## the whole CPU suite (e2e tests are skipped unless --e2e)
 	$(BIN)/python -m pytest -q
+
+e2e: setup  ## the e2e suite on the simulated cluster (builds the control plane once; docs/e2e.md)
+	nice bash cli/llmops/dev/build.sh
+	$(BIN)/python -m pytest -q tests/e2e --e2e
 
 lint: setup
 	$(BIN)/ruff check .

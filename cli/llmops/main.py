@@ -14,6 +14,7 @@ import click
 import yaml
 
 from . import __version__
+from .dev import dev
 from .documents import Problem, parse, read, training_outputs
 from .local import local
 from .operator_cmd import operator as operator_cmd
@@ -122,6 +123,7 @@ def crds(directory: Path | None, check_dir: Path | None) -> None:
 
 cli.add_command(local)
 cli.add_command(operator_cmd)
+cli.add_command(dev)
 
 if __name__ == "__main__":
     cli()

@@ -14,21 +14,8 @@ def operator() -> None:
 
 
 @operator.command("run")
-@click.option(
-    "-n", "--namespace", "namespaces", multiple=True, help="Watch this namespace (repeatable; globs ok)."
-)
+@click.option("-n", "--namespace", "namespaces", multiple=True, help="Watch this namespace (repeatable).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace.")
-@click.option(
-    "--standalone/--peering",
-    "standalone",
-    default=True,
-    show_default=True,
-    help="Standalone, or coordinate with other replicas through kopf peering (HA).",
-)
-@click.option(
-    "--peering-name", default="llmops-operator", show_default=True, help="The peering object with --peering."
-)
-@click.option("--priority", type=int, default=0, help="Peering priority of this replica.")
 @click.option(
     "--liveness", metavar="URL", help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz."
 )
@@ -44,9 +31,6 @@ def operator() -> None:
 def run_cmd(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
-    standalone: bool,
-    peering_name: str,
-    priority: int,
     liveness: str | None,
     log_format: str,
     config_path: Path | None,
@@ -66,8 +50,6 @@ def run_cmd(
     run.run(
         namespaces=namespaces,
         all_namespaces=all_namespaces,
-        peering=None if standalone else peering_name,
-        priority=priority,
         liveness=liveness,
         log_format=log_format,
         verbose=verbose,
