@@ -160,7 +160,6 @@ def test_deployment_is_one_restricted_replica_probed_on_kopf_liveness(helm, valu
     port = next(p for p in c["ports"] if p["name"] == "health")["containerPort"]
     assert params["liveness"] == f"http://0.0.0.0:{port}{c['livenessProbe']['httpGet']['path']}"
     assert c["livenessProbe"]["httpGet"]["port"] == "health"
-    assert params["standalone"] is True
     sa = pod["serviceAccountName"]
     if values == "default":
         assert params["all_namespaces"] and c["image"] == "ghcr.io/llmops-dev/llmops-operator:0.1.0"
