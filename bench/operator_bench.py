@@ -224,7 +224,7 @@ def serve(url: str) -> None:
     logging.basicConfig(level=logging.WARNING)
     kube.configure(kube.Connection(server=url))
     run.tune_gc()  # as `llmops operator run` does
-    asyncio.run(run.operator(clusterwide=True, standalone=True))
+    asyncio.run(run.operator(standalone=True))
 
 
 def main() -> None:

@@ -216,10 +216,11 @@ def test_rbac_allows_owner_references_that_block_deletion():
         assert ("update", "llmops.dev", f"{plural}/finalizers") in rules
 
 
-def test_no_wildcards_and_no_secrets():
+def test_no_wildcards_no_secrets_and_pods_read_only():
     rules = rules_of(one(documents(helm_template()), "ClusterRole"))
     assert not [r for r in rules if "*" in r]
-    assert not [r for r in rules if r[2] in ("secrets", "pods", "nodes")]
+    assert not [r for r in rules if r[2] in ("secrets", "nodes", "pods/exec", "pods/log")]
+    assert {v for v, _, r in rules if r == "pods"} == {"list", "watch"}
 
 
 def test_admission_policy_guards_every_kind_the_operator_writes():

@@ -84,6 +84,10 @@ deleting the rest is the garbage collector's job, through owner references.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "create", "patch"]
+# training pods (our labels only): exit codes and the retry budget; read only
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 # InferenceEndpoint children
 - apiGroups: ["apps"]
   resources: ["deployments"]

@@ -239,7 +239,9 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.5):
 class Cluster:
     """kubectl against the simulated cluster (also used by the e2e suite)."""
 
-    def __init__(self, bins: Bins | None = None, kubeconfig: Path | None = None, kubectl: str | None = None) -> None:
+    def __init__(
+        self, bins: Bins | None = None, kubeconfig: Path | None = None, kubectl: str | None = None
+    ) -> None:
         self.bins = bins or Bins.for_versions()
         self.kubeconfig = kubeconfig or home() / "kwok" / "clusters" / CLUSTER / "kubeconfig.yaml"
         self.kubectl_path = kubectl or str(self.bins.kubectl)

@@ -186,7 +186,13 @@ class TrainingScheduling(ApiModel):
 
 
 class RunPolicy(ApiModel):
-    backoff_limit: int = Field(3, ge=0, le=100)
+    backoff_limit: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="Retries after a retryable failure (preemption, OOM: exit codes 128-255); "
+        "past it the operator stops the job as Failed. Exit codes 1-127 fail it at once.",
+    )
     active_deadline_seconds: int | None = Field(None, ge=1)
     ttl_seconds_after_finished: int | None = Field(None, ge=0)
     suspend: bool = False
@@ -226,6 +232,16 @@ class ChildRef(ApiModel):
     name: str
 
 
+class Retry(ApiModel):
+    """One retryable failure of a training pod (the pod was replaced and training resumed)."""
+
+    pod: str
+    uid: str | None = None
+    exit_code: int | None = None
+    reason: str | None = Field(None, description="e.g. OOMKilled, Error, or the trainer's own reason.")
+    time: str | None = None
+
+
 class TrainingJobStatus(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
@@ -238,6 +254,9 @@ class TrainingJobStatus(ApiModel):
     output_location: str | None = None
     start_time: str | None = None
     completion_time: str | None = None
+    retries: list[Retry] = Field(
+        default_factory=list, description="Retryable pod failures so far, oldest first."
+    )
 
 
 class TrainingJob(ApiModel):
