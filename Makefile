@@ -24,11 +24,12 @@ test: setup  ## the whole CPU suite (e2e tests are skipped unless --e2e)
 
 e2e: setup  ## the e2e suite on the simulated cluster (builds the control plane once; docs/e2e.md)
 	nice bash cli/llmops/dev/build.sh
-	$(BIN)/python -m pytest -q tests/e2e --e2e
+	$(BIN)/python -m pytest -q tests/e2e tests/install/test_install_e2e.py --e2e
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-crds: setup  ## regenerate manifests/crds from the pydantic models
+crds: setup  ## regenerate manifests/crds from the pydantic models, then the chart's CRDs and install.yaml
 	$(BIN)/llmops crds --write manifests/crds
+	$(BIN)/python -m tests.install.chart

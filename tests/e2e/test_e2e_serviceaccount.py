@@ -1,6 +1,6 @@
 """Issue 10 (7): the operator authenticated exactly as in a pod: a ServiceAccount token from the
 TokenRequest API in the in-cluster file, KUBERNETES_SERVICE_HOST/PORT, no kubeconfig, and only the
-rights of manifests/operator/clusterrole.yaml, so the real RBAC refuses anything not granted. The
+rights of the ClusterRole in manifests/install.yaml, so the real RBAC refuses anything not granted. The
 OwnerReferencesPermissionEnforcement admission plugin is on in the simulated API server."""
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]  # cli/llmops/dev -> repository root (manifests/ lives there)
 CLUSTER = "llmops"
@@ -394,12 +396,12 @@ def start_training_operator(c: Cluster, log) -> None:
 
 
 def operator_credentials(c: Cluster, duration: str = "24h") -> Path:
-    """The operator's ServiceAccount bound to manifests/operator/clusterrole.yaml, and a token for it
-    from the TokenRequest API, written where a pod has them (token, ca.crt, namespace) in a folder
-    of ours; returns that folder."""
-    ops = REPO / "manifests" / "operator"
-    for f in ("namespace.yaml", "serviceaccount.yaml", "clusterrole.yaml", "clusterrolebinding.yaml"):
-        c.apply(ops / f)
+    """The operator's ServiceAccount bound to its ClusterRole (the Namespace, ServiceAccount,
+    ClusterRole and binding of manifests/install.yaml), and a token for it from the TokenRequest API,
+    written where a pod has them (token, ca.crt, namespace) in a folder of ours; returns that folder."""
+    rbac = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    docs = yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text())
+    c.apply(yaml.safe_dump_all([d for d in docs if d and d["kind"] in rbac]))
     ns, sa = OPERATOR_SA
     token = c.kubectl("-n", ns, "create", "token", sa, f"--duration={duration}").strip()
     d = home() / "serviceaccount"
