@@ -185,7 +185,7 @@ def alive(name: str) -> int | None:
 def spawn(name: str, argv: list[str], env: dict[str, str]) -> int:
     """Start ``argv`` detached (own session), log to run/NAME.log, record its pid."""
     (home() / "run").mkdir(parents=True, exist_ok=True)
-    log = open(home() / "run" / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+    log = open(home() / "run" / f"{name}.log", "wb")  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     _pidfile(name).write_text(str(proc.pid))
     return proc.pid
@@ -430,7 +430,7 @@ def operator_argv(namespaces: list[str] | None) -> list[str]:
 def in_pod_argv(sa_dir: Path, argv: list[str]) -> list[str]:
     """``argv`` in a private mount namespace where ``sa_dir`` is mounted at the fixed in-cluster path
     (/var/run/secrets/kubernetes.io/serviceaccount), as the kubelet mounts it; needs root."""
-    script = 'mount --bind "$0" "$1" && shift 2 && exec "$@"'
+    script = 'mount --bind "$0" "$1" && shift && exec "$@"'
     return [
         "unshare",
         "--mount",
