@@ -105,7 +105,9 @@ def test_the_operator_logs_in_as_in_a_pod_and_reconciles(sa):
 
         def up() -> bool:
             assert simulated.alive(OPERATOR), "the operator exited"
-            assert "LoginError" not in log_tail(10_000), "the operator cannot log in (kopf LoginError)"
+            text = log_tail(10_000)
+            assert "LoginError" not in text, "the operator cannot log in (kopf LoginError)"
+            assert "Unauthorized" not in text, "the API server refused the operator's credentials (401)"
             return True
 
         def tj_phase():
