@@ -53,6 +53,8 @@ def wait(check, timeout: float = 120, what: str = "condition"):
             if result:
                 return result
             last = result
+        except AssertionError:  # a check that gives up at once (e.g. a process exited)
+            raise
         except Exception as e:  # the API may 404 while objects appear
             last = e
         time.sleep(1)

@@ -103,6 +103,13 @@ def test_the_operator_logs_in_as_in_a_pod_and_reconciles(sa):
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, "inferenceendpoints", ep)
         name, ename = tj["metadata"]["name"], ep["metadata"]["name"]
 
+        def up() -> bool:
+            assert simulated.alive(OPERATOR), "the operator exited"
+            text = log_tail(10_000)
+            assert "LoginError" not in text, "the operator cannot log in (kopf LoginError)"
+            assert "Unauthorized" not in text, "the API server refused the operator's credentials (401)"
+            return True
+
         def tj_phase():
             assert simulated.alive(OPERATOR), "the operator exited: " + log_tail()
             return (
