@@ -677,7 +677,7 @@ def _training_changes(plan: TrainingPlan, shape: ModelShape, itype: str, have: i
 
 
 def _say(edits: list[str], peak: int) -> str:
-    return f"{', '.join(edits)} ({_gib(peak)} per device)"
+    return f"{', '.join(edits)} ({_gib(peak)} each)"
 
 
 def _check_inference(
