@@ -17,7 +17,7 @@ from llmops_core import api
 from llmops_core.api import GROUP, VERSION
 
 from .. import render
-from . import cache, children, conditions, desired, events, kube, serial, status
+from . import cache, children, conditions, desired, events, fit, kube, serial, status
 from .common import Problems, announce, clean, ensure_child, fetch, invalid, load_parent, stalled
 from .settings import config
 
@@ -87,6 +87,10 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> No
         resolved = await _resolve(body, ie.spec.model.from_training_job)
         if resolved is None:
             return
+    fits = fit.verdict(body, ie) if config().fit_check != "off" else None
+    if fits is not None and not fits[0] and config().fit_check == "refuse":
+        await stalled(body, fit.MISFIT, fits[2], {"phase": "Invalid"}, **{fit.CONDITION: fits})
+        return
     try:
         rendered = desired.children(
             body,
@@ -106,7 +110,7 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> No
         if (api_version, kind) not in kinds and await _remove(body, api_version, kind, verify):
             actions[f"{kind}/{name}"] = "deleted"
     announce(body, actions, spec_changed)
-    await _status(body, ie, rendered, actions, resolved, problems)
+    await _status(body, ie, rendered, actions, resolved, problems, fits)
 
 
 async def _resolve(body: dict[str, Any], source: str) -> str | None:
@@ -160,6 +164,7 @@ async def _status(
     actions: dict[str, str],
     resolved: str | None,
     problems: Problems,
+    fits: fit.Verdict | None,
 ) -> None:
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
     old = body.get("status") or {}
@@ -187,9 +192,12 @@ async def _status(
             Ready=(ready, reason, message),
             Reconciling=(busy or not ready, "Progressing" if busy or not ready else "Reconciled", message),
             Stalled=stall,
+            **fit.condition(fits),
         ),
     }
     await status.write(body, new)
+    if fit.is_news(body, fits):
+        events.post(body, fit.MISFIT, fits[2], warning=True)
     old_stall = conditions.get(old.get("conditions") or [], "Stalled") or {}
     if problem and (old_stall.get("reason"), old_stall.get("message")) != problem:
         events.post(body, problem[0], problem[1], warning=True)

@@ -23,7 +23,7 @@ from llmops_core.api import GROUP, VERSION
 
 from .. import render
 from ..render.training import names
-from . import cache, children, conditions, desired, events, kube, progress, retries, serial, status
+from . import cache, children, conditions, desired, events, fit, kube, progress, retries, serial, status
 from .common import Outcome, Problems, announce, ensure_child, invalid, load_parent, stalled
 from .settings import TUNABLES, config
 
@@ -97,6 +97,10 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> bo
             await stalled(body, "TrainingOperatorMissing", INSTALL, {"phase": "Pending"})
             raise Outcome(INSTALL, permanent=False, delay=TUNABLES.crd_retry_seconds)
 
+    fits = fit.verdict(body, tj) if config().fit_check != "off" else None
+    if fits is not None and not fits[0] and config().fit_check == "refuse":
+        await stalled(body, fit.MISFIT, fits[2], {"phase": "Invalid"}, **{fit.CONDITION: fits})
+        return False
     try:
         rendered = desired.children(body, config(), lambda: _render(body, tj))
     except api.SpecError as e:  # the operator configuration refuses it (image or account allow-lists)
@@ -118,7 +122,7 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> bo
     if job_now is not None:
         await _spec_change(body, next(c for c in rendered if c["kind"] == "PyTorchJob"), job_now, problems)
     announce(body, actions, spec_changed)
-    return await _status(body, tj, rendered, actions, job_now, problems)
+    return await _status(body, tj, rendered, actions, job_now, problems, fits)
 
 
 def _render(body: dict[str, Any], tj: api.TrainingJob) -> list[dict[str, Any]]:
@@ -157,6 +161,7 @@ async def _status(
     actions: dict[str, str],
     job: dict[str, Any] | None,
     problems: Problems,
+    fits: fit.Verdict | None,
 ) -> bool:
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
     n = names(name)
@@ -207,7 +212,13 @@ async def _status(
         "children": [children.ref(c) for c in rendered],
         "retries": retried,
         "conditions": status.with_conditions(
-            old, gen, Ready=ready, Reconciling=reconciling, Stalled=stall, Succeeded=succeeded
+            old,
+            gen,
+            Ready=ready,
+            Reconciling=reconciling,
+            Stalled=stall,
+            Succeeded=succeeded,
+            **fit.condition(fits),
         ),
     }
     start = job_status.get("startTime") or old.get("startTime")
@@ -226,6 +237,8 @@ async def _status(
     if prog is not None:
         new["progress"] = prog
     await status.write(body, new)
+    if fit.is_news(body, fits):
+        events.post(body, fit.MISFIT, fits[2], warning=True)
     if problem and problem != _stalled_as(old):
         events.post(body, problem[0], problem[1], warning=True)
     if phase != old.get("phase") and old.get("phase") not in (None, "Invalid"):
