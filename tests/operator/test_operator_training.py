@@ -345,3 +345,18 @@ async def test_a_child_the_api_server_refuses_does_not_stop_status():
 
         c = await eventually(reported, what="Running with ApplyFailed")
         assert "PersistentVolumeClaim/half-checkpoints" in c["message"]
+
+
+async def test_an_image_outside_the_allow_list_is_refused_and_nothing_is_created(monkeypatch):
+    policy = settings.config().model_copy(update={"allowed_images": ["registry.example/ml/*"]})
+    monkeypatch.setattr(settings, "_config", policy)
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("rogue", image="evil.example/miner:1"))
+
+        async def refused():
+            c = condition(await cluster.get(*TJ_API, "rogue"), "Stalled")
+            return c.get("reason") == "InvalidSpec" and c
+
+        c = await eventually(refused, what="Stalled InvalidSpec")
+        assert "spec.image" in c["message"] and "evil.example/miner:1" in c["message"]
+        assert await cluster.get(*PTJ, "rogue") is None

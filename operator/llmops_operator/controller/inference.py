@@ -18,7 +18,7 @@ from llmops_core.api import GROUP, VERSION
 
 from .. import render
 from . import cache, children, conditions, desired, events, kube, serial, status
-from .common import Problems, announce, clean, ensure_child, fetch, load_parent, stalled
+from .common import Problems, announce, clean, ensure_child, fetch, invalid, load_parent, stalled
 from .settings import config
 
 logger = logging.getLogger(__name__)
@@ -87,12 +87,16 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> No
         resolved = await _resolve(body, ie.spec.model.from_training_job)
         if resolved is None:
             return
-    rendered = desired.children(
-        body,
-        config(),
-        lambda: [children.adopt(c, body) for c in render.render(ie, config(), resolved)],
-        resolved,
-    )
+    try:
+        rendered = desired.children(
+            body,
+            config(),
+            lambda: [children.adopt(c, body) for c in render.render(ie, config(), resolved)],
+            resolved,
+        )
+    except api.SpecError as e:  # the operator configuration refuses it (image or account allow-lists)
+        await invalid(body, e)
+        return
     problems, actions = Problems(), {}
     for child in rendered:
         action, _ = await ensure_child(child, problems, verify=verify)

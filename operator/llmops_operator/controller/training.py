@@ -24,7 +24,7 @@ from llmops_core.api import GROUP, VERSION
 from .. import render
 from ..render.training import names
 from . import cache, children, conditions, desired, events, kube, progress, retries, serial, status
-from .common import Outcome, Problems, announce, ensure_child, load_parent, stalled
+from .common import Outcome, Problems, announce, ensure_child, invalid, load_parent, stalled
 from .settings import TUNABLES, config
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
 def tokens_per_step(tj: api.TrainingJob) -> float:
     hp, res = tj.spec.hyperparameters, tj.spec.resources
     return float(
-        hp.batch_size * hp.gradient_accumulation * hp.sequence_length * res.nodes * res.accelerators_per_node
+        hp.batch_size * hp.gradient_accumulation * hp.sequence_length * res.nodes * res.processes_per_node
     )
 
 
@@ -97,7 +97,11 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> bo
             await stalled(body, "TrainingOperatorMissing", INSTALL, {"phase": "Pending"})
             raise Outcome(INSTALL, permanent=False, delay=TUNABLES.crd_retry_seconds)
 
-    rendered = desired.children(body, config(), lambda: _render(body, tj))
+    try:
+        rendered = desired.children(body, config(), lambda: _render(body, tj))
+    except api.SpecError as e:  # the operator configuration refuses it (image or account allow-lists)
+        await invalid(body, e)
+        return False
     problems, actions = Problems(), {}
     job_now: dict[str, Any] | None = None
     for child in rendered:
