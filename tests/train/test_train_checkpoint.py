@@ -185,3 +185,12 @@ def test_a_checkpoint_without_a_fingerprint_is_not_resumed(tmp_path: Path) -> No
     del manifest["fingerprint"]
     (path / "manifest.json").write_text(json.dumps(manifest))
     assert "fingerprint" in ckpt.verify(path)
+
+
+def test_real_dcp_metadata_passes_the_allow_list(tmp_path: Path) -> None:
+    import torch.distributed.checkpoint as dcp
+
+    model = torch.nn.Linear(3, 3, dtype=torch.bfloat16)
+    dcp.save({"model": model.state_dict()}, checkpoint_id=tmp_path)
+    metadata = ckpt.safe_reader(tmp_path).read_metadata()
+    assert {"model.weight", "model.bias"} <= set(metadata.state_dict_metadata)

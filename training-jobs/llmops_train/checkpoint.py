@@ -180,7 +180,7 @@ def verify(path: Path) -> str | None:
     except ValidationError as e:
         fields = sorted({".".join(map(str, err["loc"])) or "(document)" for err in e.errors()})
         return f"malformed manifest.json ({', '.join(fields)}; written by another version?)"
-    if path.name != f"{PREFIX}{manifest.step:08d}":
+    if path.name.removeprefix(TMP) != f"{PREFIX}{manifest.step:08d}":  # a mirror download is checked as .tmp-
         return f"manifest.json says step {manifest.step}"
     need = {"trainer.json", "rng-rank0.pt"} | (
         {"model.pt", "optimizer.pt"} if manifest.format == "torch" else set()
@@ -294,10 +294,17 @@ def _load_model(path: Path, model: torch.nn.Module) -> None:
 class SafeUnpickler(pickle.Unpickler):
     """DCP's ``.metadata`` is a pickle: allow only DCP's own classes and torch's dtype-like constants."""
 
-    BUILTINS = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset")}
+    ALLOWED = {
+        ("collections", "OrderedDict"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("torch.serialization", "_get_layout"),  # how torch.layout pickles: a name -> layout lookup
+        ("pathlib", "PosixPath"),  # StorageMeta.checkpoint_id
+        ("pathlib", "PurePosixPath"),
+    }
 
     def find_class(self, module: str, name: str) -> Any:
-        if "." not in name and (module, name) in self.BUILTINS:
+        if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
         if "." not in name and module.startswith("torch.distributed.checkpoint"):
             obj = super().find_class(module, name)
