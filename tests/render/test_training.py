@@ -45,8 +45,11 @@ def test_single_node_has_only_a_master() -> None:
     assert list(job["spec"]["pytorchReplicaSpecs"]) == ["Master"]
     assert job["spec"]["nprocPerNode"] == "1"
     c = container(job)
-    assert c["name"] == "pytorch" and c["command"] == ["torchrun"]
-    assert c["args"] == ["-m", "llmops_train", "--job", "/etc/llmops/job.yaml"]
+    # the launcher runs torchrun and turns what happened into a retryable or permanent exit code
+    assert c["name"] == "pytorch" and c["command"] == ["python", "-m", "llmops_train.launch"]
+    assert c["args"] == ["--job", "/etc/llmops/job.yaml"]
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert pod(job)["terminationGracePeriodSeconds"] >= 120  # a checkpoint on SIGTERM
 
 
 def test_multi_node_gpu_job() -> None:

@@ -21,6 +21,9 @@ from .engine import render_template
 CONFIG_DIR = "/etc/llmops"
 JOB_FILE = f"{CONFIG_DIR}/job.yaml"
 CHECKPOINT_DIR = "/checkpoints"
+# Time for the trainer's SIGTERM checkpoint before the kubelet kills it: drains honour it in full;
+# a spot interruption gives two minutes whatever the pod asks.
+GRACE_SECONDS = 300
 EFA_ENV = {"FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1", "FI_EFA_FORK_SAFE": "1", "NCCL_DEBUG": "WARN"}
 
 
@@ -77,7 +80,8 @@ def _pod(
         "pod_labels": labels,
         "image": spec.image or config.trainer_image,
         "pull_policy": config.image_pull_policy,
-        "args": ["-m", "llmops_train", "--job", JOB_FILE],
+        "args": ["--job", JOB_FILE],
+        "grace_seconds": GRACE_SECONDS,
         "env": pods.env(ours, spec.env),
         "resources": pods.resources(
             res.accelerator,
