@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: setup demo test e2e lint crds bench
+.PHONY: setup demo test e2e lint crds
 $(BIN)/llmops: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
@@ -24,11 +24,12 @@ test: setup  ## the whole CPU suite (e2e tests are skipped unless --e2e)
 
 e2e: setup  ## the e2e suite on the simulated cluster (builds the control plane once; docs/e2e.md)
 	nice bash cli/llmops/dev/build.sh
-	$(BIN)/python -m pytest -q tests/e2e --e2e
+	$(BIN)/python -m pytest -q tests/e2e tests/install/test_install_e2e.py --e2e
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-crds: setup  ## regenerate manifests/crds from the pydantic models
+crds: setup  ## regenerate manifests/crds from the pydantic models, then the chart's CRDs and install.yaml
 	$(BIN)/llmops crds --write manifests/crds
+	$(BIN)/python -m tests.install.chart

@@ -18,6 +18,7 @@ from .deploy import deploy
 from .dev import dev
 from .eks import eks
 from .errors import EXIT_CODES_HELP, guard
+from .estimate_cmd import estimate
 from .local import local
 from .logs_cmd import logs
 from .manifests_cmd import crds, render, validate
@@ -48,6 +49,7 @@ cli.add_command(logs)
 cli.add_command(delete)
 cli.add_command(validate)
 cli.add_command(render)
+cli.add_command(estimate)
 cli.add_command(crds)
 cli.add_command(quickstart)
 cli.add_command(local)

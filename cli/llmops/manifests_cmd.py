@@ -82,7 +82,10 @@ CONFIG_OPTION = click.option(
 
 @click.command()
 @click.argument("files", nargs=-1, required=True)
-def validate(files: tuple[str, ...]) -> None:
+@click.option(
+    "--strict-fit", is_flag=True, help="Fail (not just warn) when a model would not fit its accelerators."
+)
+def validate(files: tuple[str, ...], strict_fit: bool) -> None:
     """Check TrainingJob and InferenceEndpoint manifests (FILE or - for stdin).
 
     Prints one `file:document: field: message` line per problem and exits 1; nothing on success
@@ -93,11 +96,18 @@ def validate(files: tuple[str, ...]) -> None:
       llmops validate manifests/examples/*.yaml
       kustomize build overlays/prod | llmops validate -
     """
+    from .estimate_cmd import fit_problems
+
     docs, problems = read(files)
-    count = 0
-    for doc, resource, issues in parse(docs):
-        problems += [Problem(doc, i) for i in issues]
-        count += resource is not None
+    parsed = list(parse(docs))
+    problems += [Problem(doc, i) for doc, _, issues in parsed for i in issues]
+    count = sum(resource is not None for _, resource, _ in parsed)
+    misfits = fit_problems(parsed)
+    if strict_fit:
+        problems += misfits
+    else:
+        for p in misfits:
+            click.echo(f"warning: {p}", err=True)
     if problems:
         fail(problems)
     click.echo(f"{count} resource(s) valid", err=True)

@@ -18,8 +18,9 @@ from types import FrameType
 import uvicorn
 from pydantic import ValidationError
 
-from llmops_serve.api import State, create_app
+from llmops_serve.app import create_app
 from llmops_serve.settings import Settings, parse_args
+from llmops_serve.state import State
 
 log = logging.getLogger("llmops_serve")
 

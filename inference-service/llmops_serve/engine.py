@@ -1,10 +1,15 @@
 """Continuous-batching engine: one thread owns the model and runs prefill and batched decode steps.
 
-Each step admits waiting sequences (up to the batch and token limits) and prefills them one by one
-with their own KV cache, merges them into the running batch's cache (left padding, masked), then
-runs ONE forward over all running sequences for the next token. Finished or cancelled rows are
-dropped between steps and all-padding columns are trimmed, so nothing is recomputed and the cache
-stays as short as the longest live sequence. Results go back to asyncio via call_soon_threadsafe.
+Each step drops cancelled and finished rows, admits waiting sequences (up to the batch and token
+limits) and prefills them one by one with their own KV cache, merges them into the running batch's
+cache (left padding, masked), then runs ONE forward over all running sequences for the next token.
+All-padding columns are trimmed, so nothing is recomputed and the cache stays as short as the
+longest live sequence. Results go back to asyncio via call_soon_threadsafe, one call per step.
+
+Isolation: whatever a request asks for is checked before it gets here, and everything done for one
+sequence alone (its prefill, its sampling, its stop strings) runs under its own try, so a failure
+ends that request with an error and no other request sees it. Only a failure of the batched forward
+itself, which no request's parameters can cause, fails the batch.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from typing import Any
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 from llmops_serve.detok import IncrementalDetokenizer, StopChecker
+from llmops_serve.kvcache import growing_cache, pad_left
+from llmops_serve.metrics import Metrics
+from llmops_serve.sampling import Logprob, RowState, SamplingParams, choose, prompt_logprobs, token_logprob
 
 log = logging.getLogger("llmops_serve.engine")
 
@@ -31,24 +38,31 @@ class QueueFullError(Exception):
 
 
 @dataclass
-class SamplingParams:
-    max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    ignore_eos: bool = False
-
-
-@dataclass
 class Event:
-    """What a sequence reports to its request: text deltas, then one final event."""
+    """What a sequence reports to its request: one event per generated token, the last one final."""
 
     text: str = ""
     index: int = 0
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[Logprob] | None = None
+    prompt_logprobs: list[Logprob] | None = None  # on the first event, when asked for
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error"
     completion_tokens: int = 0
     error: str | None = None
+
+    def merge(self, later: Event) -> Event:
+        """This event followed by ``later`` (same sequence) as one, for a stream that fell behind."""
+        logprobs = None if self.logprobs is None else [*self.logprobs, *(later.logprobs or [])]
+        return Event(
+            self.text + later.text,
+            self.index,
+            [*self.token_ids, *later.token_ids],
+            logprobs,
+            self.prompt_logprobs or later.prompt_logprobs,
+            later.finish_reason,
+            later.completion_tokens,
+            later.error,
+        )
 
 
 @dataclass
@@ -63,9 +77,12 @@ class Sequence:
     output_ids: list[int] = field(default_factory=list)
     cancelled: bool = False
     finished: bool = False
-    generator: torch.Generator | None = None
+    row: RowState | None = None
     detok: IncrementalDetokenizer | None = None
     stopper: StopChecker | None = None
+    prompt_logprobs: list[Logprob] | None = None
+    scheduled: float = 0.0
+    first_token_time: float = 0.0
     last_token_time: float = 0.0
 
     def cancel(self) -> None:
@@ -85,18 +102,19 @@ class Engine:
         max_queue: int = 256,
         max_tokens_in_flight: int | None = None,
         max_prefill_tokens: int = 4096,
-        metrics: Any = None,
-        model_name: str = "model",
+        max_model_len: int = 2048,
+        metrics: Metrics | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
+        self.vocab = model.get_output_embeddings().weight.shape[0]
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self.max_tokens_in_flight = max_tokens_in_flight
         self.max_prefill_tokens = max_prefill_tokens
+        self.kv_budget = max_tokens_in_flight or max_batch_size * max_model_len
         self.metrics = metrics
-        self.model_name = model_name
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.waiting: collections.deque[Sequence] = collections.deque()
@@ -105,10 +123,12 @@ class Engine:
         self.mask: torch.Tensor | None = None  # [B, cache_len], 0 on left padding
         self.lengths: list[int] = []  # real tokens in the cache per row
         self.steps = 0
+        self._step_tokens = 0
         self._outbox: dict[asyncio.AbstractEventLoop, list[tuple[Sequence, Event]]] = {}
         self._cv = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="llmops-engine", daemon=True)
+        self._gauges()
 
     # ---- event-loop side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -128,6 +148,14 @@ class Engine:
             self.waiting.extend(seqs)
             self._gauges()
             self._cv.notify()
+
+    def cancel(self, seqs: list[Sequence]) -> None:
+        """Free the rows of a request that is over (finished, failed, timed out or abandoned)."""
+        live = [s for s in seqs if not s.finished]
+        for s in live:
+            s.cancel()
+        if live:
+            self.wake()
 
     def wake(self) -> None:
         with self._cv:
@@ -152,22 +180,18 @@ class Engine:
                     return
             try:
                 self.step()
-            except Exception as exc:  # keep serving: fail the batch, not the process
+            except Exception as exc:  # the batched forward failed: fail the batch, keep serving
                 log.exception("engine step failed")
-                for seq in [*self.running, *self._drain_waiting()]:
+                for seq in self.running:
                     self._finish(seq, "error", error=f"engine error: {exc}")
                 self._reset_batch()
                 self._flush()
 
-    def _drain_waiting(self) -> list[Sequence]:
-        with self._cv:
-            out = list(self.waiting)
-            self.waiting.clear()
-        return out
-
     @torch.inference_mode()
     def step(self) -> None:
         """One scheduler iteration: drop dead rows, admit + prefill newcomers, one batched decode."""
+        self._step_tokens = 0
+        self._drop_cancelled_waiting()
         self._drop_finished()
         self._admit()
         self._flush()  # first tokens out before the decode step
@@ -175,7 +199,19 @@ class Engine:
             self._decode()
         self._drop_finished()
         self._flush()
+        self._gauges()
+        if self.metrics and self._step_tokens:
+            self.metrics.iteration_tokens.observe(self._step_tokens)
         self.steps += 1
+
+    def _drop_cancelled_waiting(self) -> None:
+        """Queued requests whose clients left: gone now, not when they reach the head of the queue."""
+        with self._cv:
+            gone = [s for s in self.waiting if s.cancelled]
+            if gone:
+                self.waiting = collections.deque(s for s in self.waiting if not s.cancelled)
+        for seq in gone:
+            self._finish(seq, "cancelled")
 
     def _admit(self) -> None:
         budget = self.max_prefill_tokens
@@ -184,10 +220,6 @@ class Engine:
                 if not self.waiting or len(self.running) >= self.max_batch_size:
                     break
                 seq = self.waiting[0]
-                if seq.cancelled:
-                    self.waiting.popleft()
-                    self._finish(seq, "cancelled")
-                    continue
                 need = len(seq.prompt_ids)
                 if self.running and need > budget:
                     break  # prefill the rest next step so running rows keep decoding
@@ -196,31 +228,36 @@ class Engine:
                     if in_flight + need + seq.params.max_tokens > self.max_tokens_in_flight:
                         break
                 self.waiting.popleft()
-                self._gauges()
             budget -= need
-            self._prefill(seq)
+            try:
+                self._prefill(seq)
+            except Exception as exc:  # this request's own failure: only it sees it
+                log.exception("prefill failed request_id=%s", seq.request_id)
+                self._finish(seq, "error", error=f"prefill failed: {exc}")
 
     def _prefill(self, seq: Sequence) -> None:
         """Run the prompt alone (no padding, so its KV is exactly what a solo run computes)."""
-        if seq.params.seed is not None:
-            seq.generator = torch.Generator(device=self.device).manual_seed(seq.params.seed)
+        seq.scheduled = time.monotonic()
+        p = seq.params
+        seq.row = RowState.create(p, self.vocab, self.device)
         seq.detok = IncrementalDetokenizer(self.tokenizer)
-        seq.stopper = StopChecker(seq.params.stop)
-        ids = torch.tensor([seq.prompt_ids], device=self.device)
-        cache = DynamicCache()
+        seq.stopper = StopChecker(p.stop)
+        n = len(seq.prompt_ids)
         out = self.model(
-            input_ids=ids,
-            position_ids=torch.arange(len(seq.prompt_ids), device=self.device)[None],
-            past_key_values=cache,
+            input_ids=torch.tensor([seq.prompt_ids], device=self.device),
+            position_ids=torch.arange(n, device=self.device)[None],
+            past_key_values=DynamicCache(),
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=0 if p.prompt_logprobs else 1,
         )
-        token = self._sample(out.logits[:, -1, :], [seq])[0]
-        if self.metrics:
-            self.metrics.ttft.labels(self.model_name).observe(time.monotonic() - seq.arrival)
-        if self._accept(seq, token):
+        self._step_tokens += n
+        if p.prompt_logprobs:
+            seq.prompt_logprobs = prompt_logprobs(out.logits[0], seq.prompt_ids, p.logprobs or 0)
+        logits = out.logits[0, -1]
+        token = int(logits.argmax()) if p.plain else choose(logits, p, seq.row)
+        if self._accept(seq, token, logits):
             return  # finished on its first token: never joins the batch
-        self._merge(out.past_key_values, len(seq.prompt_ids), seq)
+        self._merge(out.past_key_values, n, seq)
 
     def _merge(self, cache: DynamicCache, length: int, seq: Sequence) -> None:
         """Append one prefilled row to the batch cache, left-padding whichever side is shorter."""
@@ -228,22 +265,19 @@ class Engine:
             self.cache = growing_cache([(layer.keys, layer.values) for layer in cache.layers])
             self.mask = torch.ones(1, length, dtype=torch.long, device=self.device)
             self.running, self.lengths = [seq], [length]
-            self._gauges()
             return
-        cur = self.mask.shape[1]
-        width = max(cur, length)
+        width = max(self.mask.shape[1], length)
         layers = []
         for old, new in zip(self.cache.layers, cache.layers, strict=True):
-            k = torch.cat([_pad_left(old.keys, width), _pad_left(new.keys, width)], dim=0)
-            v = torch.cat([_pad_left(old.values, width), _pad_left(new.values, width)], dim=0)
+            k = torch.cat([pad_left(old.keys, width), pad_left(new.keys, width)], dim=0)
+            v = torch.cat([pad_left(old.values, width), pad_left(new.values, width)], dim=0)
             layers.append((k, v))
         self.cache = growing_cache(layers)
         new_mask = torch.zeros(1, width, dtype=torch.long, device=self.device)
         new_mask[:, width - length :] = 1
-        self.mask = torch.cat([_pad_left(self.mask, width, dim=1), new_mask], dim=0)
+        self.mask = torch.cat([pad_left(self.mask, width, dim=1), new_mask], dim=0)
         self.running.append(seq)
         self.lengths.append(length)
-        self._gauges()
 
     def _decode(self) -> None:
         """ONE forward for every running row: last token in, next token out, KV cache appended."""
@@ -259,63 +293,84 @@ class Engine:
             use_cache=True,
         )
         self.cache = out.past_key_values
-        tokens = self._sample(out.logits[:, -1, :], self.running)
-        for i, (seq, token) in enumerate(zip(self.running, tokens, strict=True)):
-            self.lengths[i] += 1
-            self._accept(seq, token)
-
-    def _sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
+        self._step_tokens += len(self.running)
+        logits = out.logits[:, -1, :]
         greedy = logits.argmax(dim=-1).tolist()
-        out = []
-        for row, seq in enumerate(seqs):
-            p = seq.params
-            if p.temperature <= 0:
-                out.append(greedy[row])
-                continue
-            probs = torch.softmax(logits[row].float() / p.temperature, dim=-1)
-            if p.top_p < 1.0:
-                sorted_p, idx = probs.sort(descending=True)
-                keep = sorted_p.cumsum(0) - sorted_p < p.top_p  # always keeps the top token
-                probs = torch.zeros_like(probs).scatter_(0, idx[keep], sorted_p[keep])
-            out.append(int(torch.multinomial(probs, 1, generator=seq.generator)))
-        return out
+        for i, seq in enumerate(self.running):
+            self.lengths[i] += 1
+            try:
+                token = greedy[i] if seq.params.plain else choose(logits[i], seq.params, seq.row)
+                self._accept(seq, token, logits[i])
+            except Exception as exc:  # this row's own failure: only its request sees it
+                log.exception("sampling failed request_id=%s", seq.request_id)
+                self._finish(seq, "error", error=f"sampling failed: {exc}")
 
-    def _accept(self, seq: Sequence, token: int) -> bool:
-        """Record a sampled token, stream its text, and finish the sequence if it is done."""
+    def _accept(self, seq: Sequence, token: int, logits: torch.Tensor) -> bool:
+        """Record a sampled token, send it (text, id, logprobs), and finish the sequence if it is done."""
         now = time.monotonic()
-        if seq.output_ids and self.metrics:
-            self.metrics.itl.labels(self.model_name).observe(now - seq.last_token_time)
+        if not seq.output_ids:
+            seq.first_token_time = now
+            if self.metrics:
+                self.metrics.ttft.observe(now - seq.arrival)
+        elif self.metrics:
+            self.metrics.itl.observe(now - seq.last_token_time)
         seq.last_token_time = now
         seq.output_ids.append(token)
+        seq.row.record(token)
         if seq.cancelled:
             self._finish(seq, "cancelled")
             return True
-        if token in self.eos_ids and not seq.params.ignore_eos:
-            self._finish(seq, "stop")
+        p = seq.params
+        event = Event(token_ids=[token])
+        if p.logprobs is not None:
+            event.logprobs = [token_logprob(logits, token, p.logprobs)]
+        if len(seq.output_ids) == 1:
+            event.prompt_logprobs = seq.prompt_logprobs
+        if token in self.eos_ids and not p.ignore_eos:
+            self._finish(seq, "stop", event)
             return True
-        text, stopped = seq.stopper.feed(seq.detok.add(token))
-        if text:
-            self._emit(seq, Event(text=text))
+        event.text, stopped = seq.stopper.feed(seq.detok.add(token))
         if stopped:
-            self._finish(seq, "stop")
-        elif len(seq.output_ids) >= seq.params.max_tokens:
-            self._finish(seq, "length")
+            self._finish(seq, "stop", event)
+        elif len(seq.output_ids) >= p.max_tokens:
+            self._finish(seq, "length", event)
+        else:
+            self._emit(seq, event)
         return seq.finished
 
-    def _finish(self, seq: Sequence, reason: str, error: str | None = None) -> None:
+    def _finish(
+        self, seq: Sequence, reason: str, event: Event | None = None, error: str | None = None
+    ) -> None:
         if seq.finished:
             return
         seq.finished = True
-        tail = ""
+        event = event or Event()
         if reason in ("length", "stop") and seq.detok is not None:
             tail, _ = seq.stopper.feed(seq.detok.flush(), final=True)
-        n = len(seq.output_ids)  # an EOS token counts as generated, as in OpenAI's usage
+            event.text += tail
+        event.finish_reason, event.error = reason, error
+        event.completion_tokens = len(seq.output_ids)  # an EOS token counts, as in OpenAI's usage
         if self.metrics:
-            self.metrics.generation_tokens.labels(self.model_name).inc(n)
-            self.metrics.prompt_tokens.labels(self.model_name).inc(len(seq.prompt_ids))
-            if reason in ("stop", "length"):
-                self.metrics.e2e.labels(self.model_name).observe(time.monotonic() - seq.arrival)
-        self._emit(seq, Event(text=tail, finish_reason=reason, completion_tokens=n, error=error))
+            self._observe(seq, reason)
+        self._emit(seq, event)
+
+    def _observe(self, seq: Sequence, reason: str) -> None:
+        m, now = self.metrics, time.monotonic()
+        n = len(seq.output_ids)
+        m.generation_tokens.inc(n)
+        m.success["abort" if reason == "cancelled" else reason].inc()
+        if not seq.scheduled:
+            return  # left the queue before it ran
+        m.prompt_tokens.inc(len(seq.prompt_ids))
+        m.request_prompt_tokens.observe(len(seq.prompt_ids))
+        m.request_generation_tokens.observe(n)
+        m.queue_time.observe(seq.scheduled - seq.arrival)
+        if n:
+            m.prefill_time.observe(seq.first_token_time - seq.scheduled)
+            m.decode_time.observe(seq.last_token_time - seq.first_token_time)
+            m.inference_time.observe(seq.last_token_time - seq.scheduled)
+        if reason in ("stop", "length"):
+            m.e2e.observe(now - seq.arrival)
 
     def _emit(self, seq: Sequence, event: Event) -> None:
         if seq.cancelled and event.finish_reason is None:
@@ -353,74 +408,18 @@ class Engine:
             self.mask = self.mask[:, pad:]
             kv = [(lay.keys[:, :, pad:], lay.values[:, :, pad:]) for lay in self.cache.layers]
             self.cache = growing_cache(kv)
-        self._gauges()
 
     def _reset_batch(self) -> None:
         self.running, self.lengths, self.cache, self.mask = [], [], None, None
-        self._gauges()
 
     def _gauges(self) -> None:
         if self.metrics:
-            self.metrics.running.labels(self.model_name).set(len(self.running))
-            self.metrics.waiting.labels(self.model_name).set(len(self.waiting))
-
-
-class GrowingLayer(DynamicLayer):
-    """A DynamicLayer with spare capacity: a decode step writes one column in place.
-
-    DynamicLayer.update concatenates, copying the whole cache every step (O(length) per token, about a
-    tenth of a decode step at batch 16 here); we copy only when the buffer is full, doubling it.
-    """
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, spare: int = 64) -> None:
-        super().__init__()
-        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
-        self.n = keys.shape[2]
-        self._k = _with_capacity(keys, self.n + spare)
-        self._v = _with_capacity(values, self.n + spare)
-        self._views()
-
-    def _views(self) -> None:
-        self.keys, self.values = self._k[:, :, : self.n], self._v[:, :, : self.n]
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        t = key_states.shape[2]
-        if self.n + t > self._k.shape[2]:
-            self._k = _with_capacity(self.keys, 2 * (self.n + t))
-            self._v = _with_capacity(self.values, 2 * (self.n + t))
-        self._k[:, :, self.n : self.n + t] = key_states
-        self._v[:, :, self.n : self.n + t] = value_states
-        self.n += t
-        self._views()
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._k, self._v = self._k[indices], self._v[indices]
-        self._views()
-
-
-def growing_cache(kv: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
-    cache = DynamicCache()
-    cache.layers = [GrowingLayer(k, v) for k, v in kv]
-    return cache
-
-
-def _with_capacity(t: torch.Tensor, capacity: int) -> torch.Tensor:
-    buf = t.new_empty(t.shape[0], t.shape[1], capacity, t.shape[3])
-    buf[:, :, : t.shape[2]] = t
-    return buf
+            self.metrics.running.set(len(self.running))
+            self.metrics.waiting.set(len(self.waiting))
+            held = 0 if self.mask is None else self.mask.numel()  # padding is memory held too
+            self.metrics.kv_cache_usage.set(min(1.0, held / self.kv_budget))
 
 
 def _deliver(items: list[tuple[Sequence, Event]]) -> None:
     for seq, event in items:
         seq.queue.put_nowait(event)
-
-
-def _pad_left(t: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
-    """Zero-pad `t` on the left of `dim` up to `width` (masked positions, so zeros are never read)."""
-    missing = width - t.shape[dim]
-    if missing <= 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = missing
-    return torch.cat([t.new_zeros(shape), t], dim=dim)

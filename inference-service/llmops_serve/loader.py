@@ -22,10 +22,13 @@ DEFAULT_CHAT_TEMPLATE = (
 PROBE = "The quick brown fox jumps over the lazy dog. Kubernetes schedules pods onto nodes."
 
 
-def resolve_location(location: str, cache_dir: Path | None = None) -> Path:
-    """Local path for LOCATION: as is, under $LLMOPS_PVC_ROOT for pvc://, downloaded for s3://."""
+def resolve_location(location: str, cache_dir: Path | None = None, pvc_root: Path | None = None) -> Path:
+    """Local path for LOCATION: as is, under the PVC root for pvc://, downloaded for s3://."""
     from llmops_core import storage
 
+    loc = storage.parse(location)
+    if loc.scheme == "pvc" and pvc_root is not None:
+        return pvc_root / loc.bucket / loc.key
     return storage.resolve(location, cache_dir=cache_dir)
 
 
@@ -60,11 +63,18 @@ def top1_agreement(reference: Any, candidate: Any, tokenizer: Any, text: str = P
     return float((a == b).float().mean())
 
 
-def load(location: str, *, dtype: str = "auto", quantize: str = "none", cache_dir: Path | None = None):
+def load(
+    location: str,
+    *,
+    dtype: str = "auto",
+    quantize: str = "none",
+    cache_dir: Path | None = None,
+    pvc_root: Path | None = None,
+):
     """Return (model, tokenizer) ready for inference."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_location(location, cache_dir)
+    path = resolve_location(location, cache_dir, pvc_root)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not getattr(tokenizer, "chat_template", None):

@@ -1,42 +1,33 @@
 """Server settings: command-line flags override `LLMOPS_*` environment variables override defaults.
 
 The operator renders pods with environment variables; people run it with flags. Every option is
-both, with the env name `LLMOPS_<OPTION_IN_UPPER_SNAKE>` (e.g. LLMOPS_MAX_BATCH_SIZE).
+both, with the env name `LLMOPS_<OPTION_IN_UPPER_SNAKE>` (e.g. LLMOPS_MAX_BATCH_SIZE). The options
+the operator sets, their types and defaults come from `llmops_core.serving.ServerContract`, so the
+two sides cannot drift; the rest are for people running the server by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from llmops_core.serving import ENV_PREFIX, ServerContract
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore", protected_namespaces=())
 
-    model: str
+class Settings(ServerContract, BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", protected_namespaces=())
+
     host: str = "0.0.0.0"
-    port: int = Field(8000, ge=1, le=65535)
-    served_model_name: str | None = None
-    max_batch_size: int = Field(16, ge=1)
-    max_queue: int = Field(256, ge=0)
-    max_model_len: int | None = Field(None, ge=2)
     max_tokens_cap: int | None = Field(None, ge=1)
     max_prompt_tokens: int | None = Field(None, ge=1)
     max_tokens_in_flight: int | None = Field(None, ge=1)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    quantize: Literal["none", "int8"] = "none"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    api_key_file: Path | None = None
     api_keys: str | None = None  # comma-separated, from LLMOPS_API_KEYS (a Secret)
-    drain_timeout: float = Field(30.0, ge=0)
     request_timeout: float = Field(600.0, gt=0)
     cache_size: int = Field(1024, ge=0)
-    cache_dir: Path | None = None  # where s3:// models are downloaded
-    log_json: bool = False
 
     @property
     def name(self) -> str:
@@ -47,7 +38,7 @@ class Settings(BaseSettings):
         """API keys from LLMOPS_API_KEYS and --api-key-file (one per line, # comments)."""
         keys = [k.strip() for k in (self.api_keys or "").split(",")]
         if self.api_key_file is not None:
-            lines = self.api_key_file.read_text().splitlines()
+            lines = Path(self.api_key_file).read_text().splitlines()
             keys += [ln.strip() for ln in lines if not ln.strip().startswith("#")]
         return [k for k in keys if k]
 
@@ -65,6 +56,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         if Settings.model_fields[name].annotation is bool:
             parser.add_argument(flag, action="store_const", const=True, default=None)
         else:
-            parser.add_argument(flag, default=None, help=f"env LLMOPS_{name.upper()}")
+            parser.add_argument(flag, default=None, help=f"env {ENV_PREFIX}{name.upper()}")
     args = vars(parser.parse_args(argv))
     return Settings(**{k: v for k, v in args.items() if v is not None})

@@ -10,8 +10,6 @@ import time
 import uuid
 from typing import Any
 
-import kopf
-
 GROUP, VERSION = "llmops.dev", "v1alpha1"
 
 
@@ -34,11 +32,9 @@ class InThread:
         self.thread = threading.Thread(target=self._main, daemon=True)
 
     def _main(self) -> None:
-        from llmops_operator.controller import REGISTRY
+        from llmops_operator.controller import run
 
-        asyncio.run(
-            kopf.operator(registry=REGISTRY, namespaces=[self.ns], standalone=True, stop_flag=self.stop)
-        )
+        asyncio.run(run.operator(namespaces=[self.ns], standalone=True, stop_flag=self.stop))
 
     def __enter__(self) -> InThread:
         self.thread.start()
@@ -57,6 +53,8 @@ def wait(check, timeout: float = 120, what: str = "condition"):
             if result:
                 return result
             last = result
+        except AssertionError:  # a check that gives up at once (e.g. a process exited)
+            raise
         except Exception as e:  # the API may 404 while objects appear
             last = e
         time.sleep(1)

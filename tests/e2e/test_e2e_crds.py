@@ -117,3 +117,20 @@ def test_immutable_fields_are_refused_on_update(api):
         )
     assert e.value.status == 422
     assert "is immutable once the job exists" in e.value.body
+
+
+def test_the_training_operators_webhook_refuses_an_invalid_pytorchjob(api):
+    """Kubeflow's own admission webhook is wired (our PyTorchJobs pass it in the other tests)."""
+    from kubernetes.client.exceptions import ApiException
+
+    ns, custom, _core, _apps = api
+    pod = {"spec": {"containers": [{"name": "trainer", "image": "busybox"}]}}  # must be named pytorch
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "bad"},
+        "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": pod}}},
+    }
+    with pytest.raises(ApiException) as e:
+        custom.create_namespaced_custom_object("kubeflow.org", "v1", ns, "pytorchjobs", job, dry_run="All")
+    assert "denied the request" in e.value.body, e.value.body

@@ -112,7 +112,7 @@ def test_endpoint_with_min_zero_is_not_an_invalid_hpa(cluster):
         stalled = next((c for c in st.get("conditions") or [] if c["type"] == "Stalled"), {})
         return st.get("observedGeneration") == 1 and stalled.get("status") == "False" and st
 
-    wait(settled, 90, "the endpoint reconciled (Stalled=False) with min 0")
+    wait(settled, 60, "the endpoint reconciled (Stalled=False) with min 0")
 
 
 def test_from_training_job_waits_then_serves(cluster):

@@ -1,6 +1,6 @@
 """Issue 10 (7): the operator authenticated exactly as in a pod: a ServiceAccount token from the
 TokenRequest API in the in-cluster file, KUBERNETES_SERVICE_HOST/PORT, no kubeconfig, and only the
-rights of manifests/operator/clusterrole.yaml, so the real RBAC refuses anything not granted. The
+rights of the ClusterRole in manifests/install.yaml, so the real RBAC refuses anything not granted. The
 OwnerReferencesPermissionEnforcement admission plugin is on in the simulated API server."""
 
 from __future__ import annotations
@@ -102,6 +102,13 @@ def test_the_operator_logs_in_as_in_a_pod_and_reconciles(sa):
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs", tj)
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, "inferenceendpoints", ep)
         name, ename = tj["metadata"]["name"], ep["metadata"]["name"]
+
+        def up() -> bool:
+            assert simulated.alive(OPERATOR), "the operator exited"
+            text = log_tail(10_000)
+            assert "LoginError" not in text, "the operator cannot log in (kopf LoginError)"
+            assert "Unauthorized" not in text, "the API server refused the operator's credentials (401)"
+            return True
 
         def tj_phase():
             assert simulated.alive(OPERATOR), "the operator exited: " + log_tail()

@@ -191,3 +191,33 @@ async def test_lean_emulator_answers_like_a_kubernetes_api():
         assert len(await kube.list_("/api/v1/configmaps")) == 2  # all namespaces
         assert len(emu) >= 9 and len(emu["get"]) >= 5  # the request history stays readable
         await kube.close()
+
+
+async def test_child_lists_and_watches_are_filtered_by_the_api_server():
+    """Every child kind is listed and watched with our label selector, so the operator never receives
+    the cluster's other ConfigMaps, Services, Deployments or pods."""
+    async with running() as (cluster, _op, emu):
+        await cluster.create(training_job("tiny"))
+        await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
+        from urllib.parse import parse_qs
+
+        reads = [
+            (path, parse_qs(query))
+            for method, path, query in emu.log
+            if method == "GET" and path.rstrip("/").split("/")[-1] in CHILD_PLURALS
+        ]
+        kinds = {path.rstrip("/").split("/")[-1] for path, _ in reads}
+        assert kinds == CHILD_PLURALS, kinds  # each kind listed/watched
+        for path, query in reads:
+            assert query.get("labelSelector") == ["app.kubernetes.io/managed-by=llmops-operator"], path
+
+
+CHILD_PLURALS = {
+    "pytorchjobs",
+    "deployments",
+    "horizontalpodautoscalers",
+    "poddisruptionbudgets",
+    "services",
+    "configmaps",
+    "pods",
+}

@@ -216,6 +216,27 @@ async def test_suspend_goes_through_and_other_edits_stall():
         job = await cluster.get(*PTJ, "tiny")
         assert "0.01" not in str(job["metadata"]["annotations"])  # the job itself was left alone
         assert (await get_status(cluster, TJ_API, "tiny"))["observedGeneration"] == 3
+        # the job runs on as it started, and its status still follows it to the end
+        done = [{"type": "Succeeded", "status": "True", "message": "done"}]
+        await cluster.patch(*PTJ, "tiny", {"status": {"conditions": done}}, sub="status")
+
+        async def succeeded():
+            return (await get_status(cluster, TJ_API, "tiny")).get("phase") == "Succeeded"
+
+        await eventually(succeeded, what="Succeeded after an ignored edit")
+
+
+async def test_an_operator_configuration_change_never_patches_a_started_job(monkeypatch):
+    """New images or defaults apply to new jobs; a running PyTorchJob keeps the shape it started with."""
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("steady"))
+        before = await eventually(lambda: cluster.get(*PTJ, "steady"), what="the PyTorchJob")
+        changed = settings.config().model_copy(update={"trainer_image": "registry.example/other:2"})
+        monkeypatch.setattr(settings, "_config", changed)
+        await asyncio.sleep(4)  # two periodic passes with the new configuration
+        after = await cluster.get(*PTJ, "steady")
+        assert after["spec"]["pytorchReplicaSpecs"] == before["spec"]["pytorchReplicaSpecs"]
+        assert condition(await cluster.get(*TJ_API, "steady"), "Stalled").get("status") == "False"
 
 
 async def test_invalid_spec_stalls_naming_the_field():

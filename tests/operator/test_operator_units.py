@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmops_operator.controller import cache, children, conditions, informer, kube, progress, training
+from llmops_operator.controller import (
+    cache,
+    children,
+    conditions,
+    informer,
+    kube,
+    progress,
+    retries,
+    training,
+)
 from llmops_operator.controller.common import handle
 from llmops_operator.controller.inference import replica_state, selector_string
 from llmops_operator.controller.settings import TUNABLES, Tunables
@@ -250,3 +259,30 @@ async def test_a_relist_after_a_gap_reports_children_deleted_meanwhile(monkeypat
     assert changed == ["old"]
     assert cache.seen("v1", "ConfigMap", "ns", "old") is None
     cache.clear()
+
+
+def _pod(name, uid, phase, code=None, reason=None, message=None):
+    state = (
+        {"terminated": {"exitCode": code, "reason": reason, "message": message}} if code is not None else {}
+    )
+    return {
+        "metadata": {"name": name, "uid": uid},
+        "status": {"phase": phase, "containerStatuses": [{"name": "pytorch", "state": state}]},
+    }
+
+
+def test_retries_count_each_retryable_failure_once_and_name_the_permanent_one():
+    pods = [
+        _pod("j-master-0", "a", "Failed", 143, "Error"),
+        _pod("j-worker-0", "b", "Running"),
+        _pod("j-worker-1", "c", "Failed", 3, "Error", "log line\nbad data: /data/x.jsonl is not UTF-8"),
+    ]
+    first = retries.updated([], pods)
+    assert [(r["pod"], r["exitCode"]) for r in first] == [("j-master-0", 143)]
+    assert retries.updated(first, pods) == first  # the same pod is not counted twice
+    again = retries.updated(first, [_pod("j-master-0", "d", "Failed", 137, "OOMKilled")])
+    assert [r["exitCode"] for r in again] == [143, 137]
+    assert "j-master-0 exited 137 (OOMKilled)" in retries.exhausted_message(again, 1)
+    assert (
+        retries.permanent_cause(pods) == "j-worker-1 exited 3 (Error): bad data: /data/x.jsonl is not UTF-8"
+    )

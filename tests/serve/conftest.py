@@ -15,8 +15,9 @@ import torch
 import uvicorn
 
 from bench.serve_tiny import build_tiny_model
-from llmops_serve.api import State, create_app
+from llmops_serve.app import create_app
 from llmops_serve.settings import Settings
+from llmops_serve.state import State
 
 torch.set_num_threads(1)  # two shared cores: keep each test process to one
 

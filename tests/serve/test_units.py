@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmops_serve import loader
 from llmops_serve.detok import IncrementalDetokenizer, StopChecker
-from llmops_serve.engine import GrowingLayer
+from llmops_serve.kvcache import GrowingLayer
 from llmops_serve.settings import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,6 +12,7 @@ Everything it starts is recorded under :func:`home` and stopped by :func:`down`.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -26,6 +27,8 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]  # cli/llmops/dev -> repository root (manifests/ lives there)
@@ -185,7 +188,7 @@ def alive(name: str) -> int | None:
 def spawn(name: str, argv: list[str], env: dict[str, str]) -> int:
     """Start ``argv`` detached (own session), log to run/NAME.log, record its pid."""
     (home() / "run").mkdir(parents=True, exist_ok=True)
-    log = open(home() / "run" / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+    log = open(home() / "run" / f"{name}.log", "wb")  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     _pidfile(name).write_text(str(proc.pid))
     return proc.pid
@@ -286,10 +289,10 @@ def _kwokctl(bins: Bins, *args: str, config: Path | None = None) -> subprocess.C
     return subprocess.run([*argv, *args], env=env, capture_output=True, text=True)
 
 
-def _create_cluster(bins: Bins, log) -> None:
+def _create_cluster(bins: Bins, config: str, log) -> None:
     cfg = home() / "kwokctl-config.yaml"
     home().mkdir(parents=True, exist_ok=True)
-    cfg.write_text(kwokctl_config(bins))
+    cfg.write_text(config)
     log("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (127.0.0.1) ...")
     proc = _kwokctl(
         bins, "create", "cluster", "--runtime", "binary", "--kubeconfig", "", "--wait", "3m", config=cfg
@@ -340,10 +343,17 @@ def install(c: Cluster, log) -> None:
     log("installing CRDs (ours and the PyTorchJob CRD, server-side: it is over 256 KiB) ...")
     c.apply(REPO / "manifests" / "crds")
     c.apply(pytorchjob_crd())
-    c.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/trainingjobs.llmops.dev", "crd/inferenceendpoints.llmops.dev", "crd/pytorchjobs.kubeflow.org",
-    )  # fmt: skip
+    crds = (
+        "crd/trainingjobs.llmops.dev",
+        "crd/inferenceendpoints.llmops.dev",
+        "crd/pytorchjobs.kubeflow.org",
+    )
+    # kubectl wait errs (not waits) while a new CRD has no status yet
+    wait_for(
+        lambda: c.kubectl("wait", "--for=condition=Established", "--timeout=30s", *crds) or True,
+        90,
+        "the CRDs to be established",
+    )
 
 
 def start_training_operator(c: Cluster, log) -> None:
@@ -354,7 +364,7 @@ def start_training_operator(c: Cluster, log) -> None:
     c.kubectl("-n", "kubeflow", "create", "secret", "generic", "training-operator-webhook-cert", check=False)
     shutil.rmtree(CERT_DIR, ignore_errors=True)
     CERT_DIR.mkdir(parents=True)
-    probe = free_port()
+    probe, webhook = free_port(), free_port()
     # TMPDIR unset: its webhook server reads certificates from $TMPDIR/k8s-webhook-server
     env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}
     env |= {"MY_POD_NAMESPACE": "kubeflow", "KUBECONFIG": str(c.kubeconfig)}
@@ -365,7 +375,7 @@ def start_training_operator(c: Cluster, log) -> None:
             "--enable-scheme=pytorchjob",
             "--metrics-bind-address=0",
             f"--health-probe-bind-address=127.0.0.1:{probe}",
-            f"--webhook-server-port={free_port()}",  # no host flag: the webhook listens on all interfaces
+            f"--webhook-server-port={webhook}",  # no host flag: the webhook listens on all interfaces
             "--leader-elect=false",
         ],
         env,
@@ -391,15 +401,64 @@ def start_training_operator(c: Cluster, log) -> None:
             return r.status == 200
 
     wait_for(ready, 120, "the training operator to be ready")
+    install_pytorchjob_webhook(c, webhook)
+
+
+def install_pytorchjob_webhook(c: Cluster, port: int) -> None:
+    """The training operator's PyTorchJob validating webhook, served by the local process: its
+    Service is an ExternalName for 127.0.0.1 (the API server's default, cluster-IP resolver dials
+    an ExternalName's host at ``port``) and the server name it checks is the Service's DNS name,
+    which the operator's generated certificate carries (training-operator.kubeflow.svc)."""
+    ca = (c.get_json("-n", "kubeflow", "secret", "training-operator-webhook-cert").get("data") or {})[
+        "ca.crt"
+    ]
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "training-operator", "namespace": "kubeflow"},
+        "spec": {"type": "ExternalName", "externalName": "127.0.0.1"},
+    }
+    webhook = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "validator.training-operator.kubeflow.org"},
+        "webhooks": [
+            {
+                "name": "validator.pytorchjob.training-operator.kubeflow.org",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+                "clientConfig": {
+                    "caBundle": ca,
+                    "service": {
+                        "name": "training-operator",
+                        "namespace": "kubeflow",
+                        "port": port,
+                        "path": "/validate-kubeflow-org-v1-pytorchjob",
+                    },
+                },
+                "rules": [
+                    {
+                        "apiGroups": ["kubeflow.org"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["pytorchjobs"],
+                    }
+                ],
+            }
+        ],
+    }
+    c.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": [service, webhook]}))
 
 
 def operator_credentials(c: Cluster, duration: str = "24h") -> Path:
-    """The operator's ServiceAccount bound to manifests/operator/clusterrole.yaml, and a token for it
-    from the TokenRequest API, written where a pod has them (token, ca.crt, namespace) in a folder
-    of ours; returns that folder."""
-    ops = REPO / "manifests" / "operator"
-    for f in ("namespace.yaml", "serviceaccount.yaml", "clusterrole.yaml", "clusterrolebinding.yaml"):
-        c.apply(ops / f)
+    """The operator's ServiceAccount bound to its ClusterRole (the Namespace, ServiceAccount,
+    ClusterRole and binding of manifests/install.yaml), and a token for it from the TokenRequest API,
+    written where a pod has them (token, ca.crt, namespace) in a folder of ours; returns that folder."""
+    rbac = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    docs = yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text())
+    c.apply(yaml.safe_dump_all([d for d in docs if d and d["kind"] in rbac]))
     ns, sa = OPERATOR_SA
     token = c.kubectl("-n", ns, "create", "token", sa, f"--duration={duration}").strip()
     d = home() / "serviceaccount"
@@ -432,7 +491,7 @@ def operator_argv(namespaces: list[str] | None) -> list[str]:
 def in_pod_argv(sa_dir: Path, argv: list[str]) -> list[str]:
     """``argv`` in a private mount namespace where ``sa_dir`` is mounted at the fixed in-cluster path
     (/var/run/secrets/kubernetes.io/serviceaccount), as the kubelet mounts it; needs root."""
-    script = 'mount --bind "$0" "$1" && shift 2 && exec "$@"'
+    script = 'mount --bind "$0" "$1" && shift && exec "$@"'
     return [
         "unshare",
         "--mount",
@@ -482,19 +541,24 @@ def up(operator: bool = True, namespaces: list[str] | None = None, log=print) ->
     bins = build(log)
     c = Cluster(bins)
     t0 = time.monotonic()
-    if c.ready():
+    config = kwokctl_config(bins)
+    digest = hashlib.sha256(config.encode()).hexdigest()
+    if c.ready() and state().get("config") == digest:
         log(f"reusing the running simulated cluster ({c.kubeconfig})")
     else:
+        if c.ready():
+            log("the running simulated cluster has another configuration: recreating it")
+            down(log)
         _kwokctl(bins, "delete", "cluster")  # leftovers of a cluster whose processes died
-        _create_cluster(bins, log)
+        _create_cluster(bins, config, log)
         wait_for(c.ready, 60, "the API server")
     install(c, log)
     start_training_operator(c, log)
     if operator:
         start_operator(c, namespaces, log=log)
-    (home() / "state.json").write_text(json.dumps({"kubeconfig": str(c.kubeconfig), "operator": operator}))
+    (home() / "state.json").write_text(json.dumps({"kubeconfig": str(c.kubeconfig), "config": digest}))
     log(
-        f"simulated cluster ready in {time.monotonic() - t0:.0f} s; logs in {home() / 'run'} and {home() / 'kwok'}"
+        f"simulated cluster ready in {time.monotonic() - t0:.0f} s; logs: {home() / 'run'}, {home() / 'kwok'}"
     )
     return c.kubeconfig
 

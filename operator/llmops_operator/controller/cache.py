@@ -26,6 +26,7 @@ WATCHED = {
     "PodDisruptionBudget",
     "Service",
     "ConfigMap",
+    "Pod",
 }
 
 

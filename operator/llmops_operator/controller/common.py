@@ -161,12 +161,16 @@ async def stalled(
 
 
 def announce(body: dict[str, Any], actions: dict[str, str], spec_changed: bool) -> None:
-    """Events for the children this pass created, updated (spec change) or repaired (drift)."""
+    """Events for the children this pass created, updated (spec change) or repaired (drift: edited,
+    or deleted and made again, after the parent's first pass)."""
+    repair = not spec_changed
     for verb in ("created", "updated", "deleted"):
         done = [k for k, a in actions.items() if a == verb]
         if not done:
             continue
-        if verb == "updated" and not spec_changed:
+        if repair and verb == "updated":
             events.post(body, "Repaired", f"repaired {', '.join(done)}")
+        elif repair and verb == "created" and body.get("status"):
+            events.post(body, "Repaired", f"recreated {', '.join(done)}")
         else:
             events.post(body, verb.capitalize(), f"{verb} {', '.join(done)}")

@@ -27,6 +27,7 @@ CHILDREN = [
     ("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     ("v1", "services", "Service"),
     ("v1", "configmaps", "ConfigMap"),
+    ("v1", "pods", "Pod"),  # training pods (our labels ride on the template): exit codes, retries
 ]
 OnChange = Callable[[dict[str, Any]], Awaitable[None]]
 

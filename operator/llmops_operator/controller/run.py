@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import kopf
 
@@ -58,9 +59,11 @@ def run(
     )
 
 
-async def operator(**kwargs: object) -> None:
-    """The coroutine form, for embedding (tests, the benchmark): ``kopf.operator`` on our registry."""
-    await kopf.operator(registry=REGISTRY, **kwargs)  # type: ignore[arg-type]
+async def operator(namespaces: Sequence[str] = (), **kwargs: Any) -> None:
+    """The coroutine form, for embedding (tests, the benchmark): ``kopf.operator`` on our registry,
+    with our informers scoped to the same namespaces (all when none are named)."""
+    scope.set_namespaces(list(namespaces))
+    await kopf.operator(registry=REGISTRY, namespaces=list(namespaces), clusterwide=not namespaces, **kwargs)
 
 
 __all__ = ["LOG_FORMATS", "operator", "run", "tune_gc"]

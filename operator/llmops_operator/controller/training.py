@@ -23,7 +23,7 @@ from llmops_core.api import GROUP, VERSION
 
 from .. import render
 from ..render.training import names
-from . import cache, children, conditions, desired, events, kube, progress, serial, status
+from . import cache, children, conditions, desired, events, kube, progress, retries, serial, status
 from .common import Outcome, Problems, announce, ensure_child, load_parent, stalled
 from .settings import TUNABLES, config
 
@@ -37,6 +37,7 @@ FINAL = ("Succeeded", "Failed")
 # Fields that may change while the job runs; everything else is fixed once the PyTorchJob exists.
 MUTABLE = {"runPolicy"}
 CREATE_ONLY = {"PyTorchJob", "PersistentVolumeClaim"}
+LABEL = "llmops.dev/trainingjob"  # on every child and on the training pods
 INSTALL = (
     "the Kubeflow training operator (PyTorchJob CRD kubeflow.org/v1) is not installed; install it with "
     'kubectl apply --server-side -k "github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.9.0"'
@@ -161,18 +162,30 @@ async def _status(
     phase = conditions.pytorchjob_phase(job_status)
     busy = any(a in ("created", "updated") for a in actions.values())
     problem = problems.condition()
+    pods = [
+        p for p in cache.of_kind("v1", "Pod", ns) if (p["metadata"].get("labels") or {}).get(LABEL) == name
+    ]
+    retried = retries.updated(old.get("retries") or [], pods)
+    limit = tj.spec.run_policy.backoff_limit
+    failure = None
+    if job is not None and phase not in FINAL and len(retried) > limit:
+        # past the budget: suspend the PyTorchJob (Kubeflow removes its pods) and fail for good
+        await kube.patch(children.url_of(job), {"spec": {"runPolicy": {"suspend": True}}})
+        phase, failure = "Failed", ("RetryBudgetExhausted", retries.exhausted_message(retried, limit))
+    elif phase == "Failed":
+        cause = retries.permanent_cause(pods)
+        message = conditions.pytorchjob_message(job_status, "Failed") or "the PyTorchJob failed"
+        failure = ("Failed", f"{message}: {cause}" if cause else message)
     if phase == "Succeeded":
         message = conditions.pytorchjob_message(job_status, "Succeeded") or "training finished"
         succeeded = (True, "Succeeded", message)
         ready = (True, "Succeeded", f"the model is at {render.output_location(tj)}")
         reconciling = (False, "Succeeded", "")
         stall = (False, "Succeeded", "")
-    elif phase == "Failed":
-        message = conditions.pytorchjob_message(job_status, "Failed") or "the PyTorchJob failed"
-        succeeded = (False, "Failed", message)
-        ready = (False, "Failed", message)
-        reconciling = (False, "Failed", "")
-        stall = (True, "Failed", message)  # kstatus (Flux, Helm 4's --wait) reads Stalled as failed
+    elif failure is not None:
+        succeeded = ready = (False, *failure)
+        stall = (True, *failure)  # kstatus (Flux, Helm 4's --wait) reads Stalled as failed
+        reconciling = (False, failure[0], "")
     else:
         waiting = phase == "Pending"
         succeeded = ("Unknown", phase, f"the PyTorchJob is {phase.lower()}")
@@ -188,6 +201,7 @@ async def _status(
         "phase": phase,
         "shape": shape(tj),
         "children": [children.ref(c) for c in rendered],
+        "retries": retried,
         "conditions": status.with_conditions(
             old, gen, Ready=ready, Reconciling=reconciling, Stalled=stall, Succeeded=succeeded
         ),
@@ -211,7 +225,10 @@ async def _status(
     if problem and problem != _stalled_as(old):
         events.post(body, problem[0], problem[1], warning=True)
     if phase != old.get("phase") and old.get("phase") not in (None, "Invalid"):
-        events.post(body, phase, f"the training job is {phase.lower()}", warning=phase == "Failed")
+        said = f": {failure[1]}" if failure else ""
+        events.post(body, phase, f"the training job is {phase.lower()}{said}", warning=phase == "Failed")
+    elif len(retried) > len(old.get("retries") or []):
+        events.post(body, "Retrying", f"{retries.describe(retried[-1])}; {len(retried)}/{limit} retries used")
     return phase == "Succeeded" and old.get("phase") != "Succeeded"
 
 
