@@ -53,7 +53,8 @@ def train(file: str, run_dir: Path | None, data: str | None, max_steps: int | No
     p = local_train.plan(body, job, run_dir or Path("runs") / job.metadata.name, data, max_steps, device)
     for note in p.notes:
         click.echo(note, err=True)
-    click.echo(f"$ {' '.join(p.command)}", err=True)
+    env = " ".join(f"{k}={v}" for k, v in p.env.items())
+    click.echo(f"$ {env + ' ' if env else ''}{' '.join(p.command)}", err=True)
     if sys.stdout.isatty():  # the trainer's own progress bar is enough; the records stay in the file
         click.echo(f"step records: {p.metrics}", err=True)
         local_train.run(p, on_record=lambda record: None)
