@@ -7,36 +7,22 @@ when a manifest's estimate exceeds its instance type's accelerator memory.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
 import click
 
-from llmops_core.api import Issue, Resource, TrainingJob
-from llmops_core.estimate import (
-    LORA_DEFAULT_TARGETS,
-    OPTIMIZER_BYTES,
-    EstimateError,
-    GiB,
-    InferencePlan,
-    LoraPlan,
-    ModelShape,
-    TrainingPlan,
-    check_fit,
-    inference_memory,
-    inference_options,
-    load_model_shape,
-    plan_for_endpoint,
-    plan_for_job,
-    run_tokens,
-    shape_for,
-    training_memory,
-    training_options,
-)
-from llmops_core.pricing import AS_OF, REGION, PricingError, live_prices
-
 from .documents import Document, Problem, parse, read
+from .errors import CliError
+
+if TYPE_CHECKING:  # the core loads inside the command: `llmops --help` must stay fast
+    from llmops_core.api import Issue, Resource, TrainingJob
+    from llmops_core.estimate import ModelShape
+
+# The core's estimate module defines these; repeated here so that --help needs no import.
+OPTIMIZERS = ["adamw", "adamw-8bit", "sgd"]
+PRICES_AS_OF = "2025-08-01"
 
 
 def fit_problems(parsed: Iterable[tuple[Document, Resource | None, list[Issue]]]) -> list[Problem]:
@@ -44,6 +30,9 @@ def fit_problems(parsed: Iterable[tuple[Document, Resource | None, list[Issue]]]
 
     An endpoint serving a TrainingJob given in the same command is sized by that job's model.
     """
+    from llmops_core.api import Issue, TrainingJob
+    from llmops_core.estimate import check_fit, shape_for
+
     parsed = list(parsed)
     jobs = {(r.metadata.namespace, r.metadata.name): r for _, r, _ in parsed if isinstance(r, TrainingJob)}
     out = []
@@ -58,11 +47,6 @@ def fit_problems(parsed: Iterable[tuple[Document, Resource | None, list[Issue]]]
     return out
 
 
-def _fail(message: str) -> None:
-    click.echo(f"llmops estimate: {message}", err=True)
-    sys.exit(1)
-
-
 @click.command()
 @click.argument("source")
 @click.option(
@@ -75,7 +59,7 @@ def _fail(message: str) -> None:
 @click.option("--seq-len", type=click.IntRange(1), help="Training sequence length.")
 @click.option("--context", type=click.IntRange(1), help="Serving context (prompt + output tokens).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Training precision.")
-@click.option("--optimizer", type=click.Choice(sorted(OPTIMIZER_BYTES)), default="adamw", show_default=True)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adamw", show_default=True)
 @click.option("--checkpointing/--no-checkpointing", default=None, help="Activation checkpointing.")
 @click.option("--strategy", type=click.Choice(["ddp", "fsdp"]))
 @click.option(
@@ -93,7 +77,9 @@ def _fail(message: str) -> None:
     show_default=True,
     help="Model FLOPs utilisation for run time.",
 )
-@click.option("--live-prices", is_flag=True, help=f"Ask the AWS Price List API instead of the {AS_OF} table.")
+@click.option(
+    "--live-prices", is_flag=True, help=f"Ask the AWS Price List API instead of the {PRICES_AS_OF} table."
+)
 @click.option(
     "-o", "--output", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
@@ -102,7 +88,20 @@ def estimate(source: str, model_spec: str | None, inference: bool, fmt: str, **o
 
     SOURCE is a TrainingJob or InferenceEndpoint manifest, a preset name, a Hugging Face config.json
     (or its directory) or a parameter count such as 7B. Options override what the manifest says.
+    Formulas, sources and limits: docs/estimate.md.
+
+    \b
+    Examples:
+      llmops estimate manifests/examples/p5-efa-training.yaml
+      llmops estimate 1b --seq-len 8192 --batch-size 1 --checkpointing --strategy fsdp --devices 16
+      llmops estimate ./llama-3-8b/config.json --lora-rank 16 -o json
+      llmops estimate 70B --inference --context 8192 --quantization fp8 --runtime vllm
+      llmops estimate endpoint.yaml --model ./model-dir --live-prices
     """
+    from llmops_core.api import TrainingJob
+    from llmops_core.estimate import EstimateError
+    from llmops_core.pricing import PricingError
+
     try:
         shape, resource = _source(source, model_spec)
         if isinstance(resource, TrainingJob) or (resource is None and not inference):
@@ -112,7 +111,7 @@ def estimate(source: str, model_spec: str | None, inference: bool, fmt: str, **o
         if opts["live_prices"]:
             _apply_live_prices(report)
     except (EstimateError, PricingError) as e:
-        _fail(str(e))
+        raise CliError(str(e)) from None
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
     else:
@@ -120,6 +119,8 @@ def estimate(source: str, model_spec: str | None, inference: bool, fmt: str, **o
 
 
 def _source(source: str, model_spec: str | None) -> tuple[ModelShape, Resource | None]:
+    from llmops_core.estimate import EstimateError, load_model_shape, shape_for
+
     if source.endswith((".yaml", ".yml")) or source == "-":
         docs, problems = read([source])
         parsed = list(parse(docs))
@@ -140,7 +141,17 @@ def _source(source: str, model_spec: str | None) -> tuple[ModelShape, Resource |
 
 
 def _training(shape: ModelShape, job: TrainingJob | None, o: dict) -> dict:
-    plan = plan_for_job(job, device="accelerator") if job else TrainingPlan()
+    from llmops_core.estimate import (
+        LORA_DEFAULT_TARGETS,
+        LoraPlan,
+        TrainingPlan,
+        plan_for_job,
+        run_tokens,
+        training_memory,
+        training_options,
+    )
+
+    plan = plan_for_job(job) if job else TrainingPlan()
     lora = plan.lora
     if o["lora_rank"]:
         lora = LoraPlan(o["lora_rank"], lora.targets if lora else LORA_DEFAULT_TARGETS)
@@ -187,6 +198,8 @@ def _training(shape: ModelShape, job: TrainingJob | None, o: dict) -> dict:
 
 
 def _inference(shape: ModelShape, endpoint, o: dict) -> dict:
+    from llmops_core.estimate import InferencePlan, inference_memory, inference_options, plan_for_endpoint
+
     plan = (
         plan_for_endpoint(endpoint, shape)
         if endpoint
@@ -219,6 +232,9 @@ def _inference(shape: ModelShape, endpoint, o: dict) -> dict:
 
 
 def _with_fit(report: dict, resource: Resource | None, shape: ModelShape) -> dict:
+    from llmops_core.estimate import check_fit
+    from llmops_core.pricing import AS_OF, REGION
+
     finding = check_fit(resource, shape) if resource is not None else None
     report["fit"] = finding.as_dict() if finding else None
     report["prices"] = {"region": REGION, "as_of": AS_OF, "source": "table"}
@@ -230,6 +246,8 @@ def _model(shape: ModelShape) -> dict:
 
 
 def _apply_live_prices(report: dict) -> None:
+    from llmops_core.pricing import REGION, live_prices
+
     live = live_prices([o["instance_type"] for o in report["options"]])
     for o in report["options"]:
         price = live.get(o["instance_type"])
@@ -241,7 +259,7 @@ def _apply_live_prices(report: dict) -> None:
 
 
 def _gib(n: int) -> str:
-    return f"{n / GiB:,.2f} GiB"
+    return f"{n / 1024**3:,.2f} GiB"
 
 
 def _print_table(report: dict) -> None:
@@ -269,6 +287,10 @@ def _print_table(report: dict) -> None:
             "-" if o["hours"] is None else f"{o['hours']:.1f}", _money(o["usd_per_run"]),
         )  # fmt: skip
     console.print(opts if report["options"] else "no listed instance type fits")
+    if report["plan"].get("runtime") == "vllm":
+        console.print(
+            "vLLM fills what the weights leave with KV cache: an instance fits when one sequence does"
+        )
     if report["fit"]:
         console.print(f"[yellow]does not fit[/]: {report['fit']['message']}")
 

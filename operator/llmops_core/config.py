@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -48,6 +49,11 @@ class OperatorConfig(BaseModel):
     allowed_service_accounts: list[str] = Field(
         default_factory=list,
         description="Glob patterns a resource's spec.serviceAccountName must match; empty allows any.",
+    )
+    fit_check: Literal["warn", "refuse", "off"] = Field(
+        "warn",
+        description="A resource whose memory estimate exceeds its accelerators: warn (condition "
+        "FitsAccelerators=False, an Event), refuse (nothing is created), or off.",
     )
 
     @field_validator("allowed_images", "allowed_service_accounts", mode="before")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from .api.hardware import INSTANCES, PEAK_BF16_TFLOPS, Instance
+from .api.hardware import INSTANCES, NEURONCORES_PER_DEVICE, PEAK_BF16_TFLOPS, Instance
 from .api.inference import InferenceEndpoint
 from .api.presets import PRESETS
 from .api.training import TrainingJob
@@ -335,7 +335,10 @@ def training_memory(shape: ModelShape, plan: TrainingPlan) -> TrainingMemory:
     layer_full = (
         full_layer - activation_bytes_per_token(shape, plan, checkpointed=True)
     ) / shape.num_hidden_layers
-    largest = max(shape.embedding_parameters, max(a * b for a, b in shape.module_shapes().values()))
+    if plan.lora is not None:  # the largest trainable tensor: an adapter's A or B
+        largest = plan.lora.rank * max(max(shape.module_shapes()[t]) for t in plan.lora.targets)
+    else:
+        largest = max(shape.embedding_parameters, max(a * b for a, b in shape.module_shapes().values()))
     # AdamW on CPU updates one tensor at a time (a few temporaries of the largest); on accelerators the
     # foreach/fused kernels hold about one extra copy of the shard's states.
     step_tmp = 2 * 4 * largest if plan.device == "cpu" else 4 * trainable // shard
@@ -367,7 +370,7 @@ def plan_for_job(job: TrainingJob, device: Literal["accelerator", "cpu"] | None 
         precision=hp.precision,
         activation_checkpointing=hp.activation_checkpointing,
         strategy=hp.strategy,
-        world_size=res.nodes * res.accelerators_per_node,
+        world_size=res.nodes * res.processes_per_node,
         lora=LoraPlan(lora.rank, tuple(lora.target_modules) or LORA_DEFAULT_TARGETS, lora.dropout)
         if lora
         else None,
@@ -436,6 +439,16 @@ def usable_bytes(instance: Instance, runtime: str = "llmops") -> int:
     return int(total - RUNTIME_RESERVE_GIB * GiB)
 
 
+def training_processes(instance_type: str) -> int:
+    """Training processes per device: one, but one per NeuronCore on Trainium (torch-neuronx), each
+    with its share of the chip's memory."""
+    return NEURONCORES_PER_DEVICE.get(instance_type.split(".", 1)[0], 1)
+
+
+def usable_per_process(instance_type: str) -> int:
+    return usable_bytes(INSTANCES[instance_type]) // training_processes(instance_type)
+
+
 @dataclass(frozen=True)
 class Option:
     """One way to run the workload on an instance type."""
@@ -460,7 +473,7 @@ INFERENCE_ACCELERATORS = {"nvidia-gpu", "aws-inferentia", "aws-trainium"}
 def training_options(
     shape: ModelShape, plan: TrainingPlan, tokens: int | None = None, mfu: float = 0.4, max_nodes: int = 64
 ) -> list[Option]:
-    """Per family, the cheapest instance type and count on which every device fits (FSDP shards further).
+    """Per family, the cheapest instance type and count on which every process fits (FSDP shards further).
 
     With DDP each device holds everything, so more nodes never help; with FSDP the count grows until
     the shard fits. ``tokens`` (the whole run) gives hours from 6 x params x tokens at ``mfu``.
@@ -469,24 +482,31 @@ def training_options(
     for itype, inst in INSTANCES.items():
         if inst.accelerator not in TRAINING_ACCELERATORS:
             continue
-        counts = (
-            range(1, max_nodes + 1) if plan.strategy == "fsdp" else [max(1, plan.world_size // inst.devices)]
-        )
+        procs = inst.devices * training_processes(itype)
+        counts = range(1, max_nodes + 1) if plan.strategy == "fsdp" else [max(1, plan.world_size // procs)]
         for n in counts:
-            p = replace(plan, world_size=n * inst.devices, device="accelerator")
+            p = replace(plan, world_size=n * procs, device="accelerator")
             need = training_memory(shape, p).peak
-            if need <= usable_bytes(inst):
+            if need <= usable_per_process(itype):
                 out.append(_option(itype, inst, n, need, shape, tokens, mfu))
                 break
     return _cheapest_per_family(out)
 
 
 def inference_options(shape: ModelShape, plan: InferencePlan) -> list[Option]:
-    """The smallest size of each family whose devices hold one replica (tensor parallel over its devices)."""
+    """The smallest size of each family whose devices hold one replica (tensor parallel over its devices).
+
+    vLLM sizes its batch to the memory left after the weights, so it needs room for one full-length
+    sequence; the bundled server needs the whole batch.
+    """
+    if plan.runtime == "vllm":
+        plan = replace(plan, batch_size=1)
+    # The bundled server runs on CUDA (or CPU); vLLM also on Neuron devices (vllm-neuron).
+    kinds = INFERENCE_ACCELERATORS if plan.runtime == "vllm" else {"nvidia-gpu"}
     out = []
     by_family: dict[str, list[tuple[str, Instance]]] = {}
     for itype, inst in INSTANCES.items():
-        if inst.accelerator in INFERENCE_ACCELERATORS:
+        if inst.accelerator in kinds:
             by_family.setdefault(itype.split(".")[0], []).append((itype, inst))
     for members in by_family.values():
         ranked = sorted(members, key=lambda m: (m[1].devices, ON_DEMAND_USD_PER_HOUR.get(m[0]) or math.inf))
@@ -545,15 +565,16 @@ class FitFinding:
     kind: str  # TrainingJob | InferenceEndpoint
     name: str
     instance_type: str
-    needed_bytes: int  # per device
-    available_bytes: int  # usable per device
+    needed_bytes: int  # per device (per NeuronCore process on Trainium)
+    available_bytes: int  # usable per device (or NeuronCore process)
     suggestions: list[str] = field(default_factory=list)
+    unit: str = "accelerator"
 
     @property
     def message(self) -> str:
         need, have = self.needed_bytes / GiB, self.available_bytes / GiB
         text = (
-            f"needs {need:.1f} GiB per accelerator, {self.instance_type} has {have:.1f} GiB usable"
+            f"needs {need:.1f} GiB per {self.unit}, {self.instance_type} has {have:.1f} GiB usable"
             f" ({RUNTIME_RESERVE_GIB:g} GiB kept for the runtime)"
         )
         if self.suggestions:
@@ -607,23 +628,24 @@ def check_fit(
 
 def _check_training(job: TrainingJob, shape: ModelShape, itype: str, inst: Instance) -> FitFinding | None:
     plan = plan_for_job(job, device="accelerator")
-    need, have = training_memory(shape, plan).peak, usable_bytes(inst)
+    need, have = training_memory(shape, plan).peak, usable_per_process(itype)
     if need <= have:
         return None
     nodes = job.spec.resources.nodes
     tips = []
     # Cheapest changes first; each is tried alone, then with activation checkpointing and smaller batches.
-    for change in _training_changes(plan, shape, inst, have, nodes):
+    for change in _training_changes(plan, shape, itype, have, nodes):
         tips.append(change)
         if len(tips) == 3:
             break
-    bigger = _bigger_instance(lambda i: need, inst)  # same devices, more memory each
+    bigger = _bigger_instance(need, inst)  # same processes, more memory each
     if bigger:
         tips.append(f"instance type {bigger}")
-    return FitFinding("TrainingJob", job.metadata.name, itype, need, have, tips)
+    unit = "NeuronCore" if training_processes(itype) > 1 else "accelerator"
+    return FitFinding("TrainingJob", job.metadata.name, itype, need, have, tips, unit)
 
 
-def _training_changes(plan: TrainingPlan, shape: ModelShape, inst: Instance, have: int, nodes: int):
+def _training_changes(plan: TrainingPlan, shape: ModelShape, itype: str, have: int, nodes: int):
     """Spec edits (as the manifest spells them) under which the job fits this instance type."""
     ckpts = [False, True] if not plan.activation_checkpointing else [True]
     for ckpt in ckpts:
@@ -637,10 +659,12 @@ def _training_changes(plan: TrainingPlan, shape: ModelShape, inst: Instance, hav
                 [*words, "strategy: fsdp"], training_memory(shape, replace(base, strategy="fsdp")).peak
             )
             return
-        more = _fewest_nodes(shape, replace(base, strategy="fsdp"), inst, have)
+        more = _fewest_nodes(shape, replace(base, strategy="fsdp"), itype, have)
         if more and more > nodes:
             fsdp = [] if plan.strategy == "fsdp" else ["strategy: fsdp"]
-            p = replace(base, strategy="fsdp", world_size=more * inst.devices)
+            p = replace(
+                base, strategy="fsdp", world_size=more * INSTANCES[itype].devices * training_processes(itype)
+            )
             yield _say([*words, *fsdp, f"nodes: {more}"], training_memory(shape, p).peak)
         for b in sorted({plan.batch_size // 2, plan.batch_size // 4, 1}, reverse=True):
             if 1 <= b < plan.batch_size and training_memory(shape, replace(base, batch_size=b)).peak <= have:
@@ -653,7 +677,7 @@ def _training_changes(plan: TrainingPlan, shape: ModelShape, inst: Instance, hav
 
 
 def _say(edits: list[str], peak: int) -> str:
-    return f"{', '.join(edits)} ({_gib(peak)} per device)"
+    return f"{', '.join(edits)} ({_gib(peak)} each)"
 
 
 def _check_inference(
@@ -680,7 +704,7 @@ def _check_inference(
             if b >= 1 and inference_memory(shape, replace(plan, batch_size=b)).peak <= have:
                 tips.append(f"maxBatchSize: {b}")
                 break
-    bigger = _bigger_instance(lambda i: inference_memory(shape, plan).peak, inst, runtime)
+    bigger = _bigger_instance(inference_memory(shape, plan).peak, inst, runtime)
     if bigger:
         tips.append(f"instance type {bigger}")
     return FitFinding("InferenceEndpoint", ep.metadata.name, itype, need, have, tips)
@@ -704,21 +728,26 @@ def plan_for_endpoint(ep: InferenceEndpoint, shape: ModelShape) -> InferencePlan
     )
 
 
-def _fewest_nodes(shape: ModelShape, plan: TrainingPlan, inst: Instance, have: int) -> int | None:
+def _fewest_nodes(shape: ModelShape, plan: TrainingPlan, itype: str, have: int) -> int | None:
+    procs = INSTANCES[itype].devices * training_processes(itype)
     for n in range(1, 129):
-        if training_memory(shape, replace(plan, world_size=n * inst.devices)).peak <= have:
+        if training_memory(shape, replace(plan, world_size=n * procs)).peak <= have:
             return n
     return None
 
 
-def _bigger_instance(need_on, current: Instance, runtime: str = "llmops") -> str | None:
+def _bigger_instance(need: int, current: Instance, runtime: str = "llmops") -> str | None:
     """The cheapest listed instance type of the same accelerator with more memory per device that fits."""
+
+    def have(t: str) -> int:
+        return usable_bytes(INSTANCES[t], runtime) if runtime == "vllm" else usable_per_process(t)
+
     fits = [
         t
         for t, i in INSTANCES.items()
         if i.accelerator == current.accelerator
         and i.device_memory_gib > current.device_memory_gib
-        and need_on(i) <= usable_bytes(i, runtime)
+        and need <= have(t)
     ]
     return min(fits, key=lambda t: ON_DEMAND_USD_PER_HOUR.get(t) or math.inf) if fits else None
 

@@ -90,9 +90,7 @@ def test_deploy_applies_nothing_when_any_document_is_invalid(
     path = tmp_path / "two.yaml"
     path.write_text(yaml.safe_dump_all([training_job(), endpoint(replicas={"min": 3, "max": 1})]))
     result = llmops(server, "deploy", str(path))
-    assert (
-        result.exit_code == 1 and f"{path}:2: spec.replicas: min (3) must not exceed max (1)" in result.stderr
-    )
+    assert result.exit_code == 1 and f"{path}:2: spec.replicas: min must not exceed max" in result.stderr
     assert fake.requests == []
 
 

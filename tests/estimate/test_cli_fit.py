@@ -221,3 +221,29 @@ def test_local_base_model_is_read_only_when_allowed(tmp_path):
     finding = check_fit(job)
     assert finding is not None and finding.needed_bytes > 100 * 1024**3  # 8B parameters, full fine-tune
     assert check_fit(job, local_files=False) is None
+
+
+def test_the_commands_copies_of_core_constants_match():
+    """The command repeats two core names so that `llmops --help` imports no core module."""
+    from llmops import estimate_cmd
+    from llmops_core.estimate import OPTIMIZER_BYTES
+    from llmops_core.pricing import AS_OF
+
+    assert list(OPTIMIZER_BYTES) == estimate_cmd.OPTIMIZERS and estimate_cmd.PRICES_AS_OF == AS_OF
+
+
+def test_trainium_is_sized_per_neuroncore_process():
+    """torch-neuronx runs one process per NeuronCore, each with its share of the chip's memory."""
+    trn = {**TOO_BIG, "image": "example.com/neuron-trainer:1", "hyperparameters": {"batchSize": 1, "sequenceLength": 2048, "strategy": "ddp"},
+           "resources": {"accelerator": "aws-trainium", "acceleratorsPerNode": 16, "instanceTypes": ["trn1.32xlarge"]}}  # fmt: skip
+    job = load(training_job(**trn))
+    finding = check_fit(job)
+    assert finding is not None and finding.unit == "NeuronCore"
+    assert finding.available_bytes == 15 * 1024**3  # (32 GiB - 2 GiB reserve) / 2 NeuronCores
+    assert (
+        finding.message.startswith("needs ")
+        and " GiB per NeuronCore, trn1.32xlarge has 15.0 GiB" in finding.message
+    )
+    assert finding.suggestions[0].startswith("strategy: fsdp")
+    sharded = training_job(**{**trn, "hyperparameters": {**trn["hyperparameters"], "strategy": "fsdp"}})
+    assert check_fit(load(sharded)) is None  # 32 processes share the states

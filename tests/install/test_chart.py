@@ -131,10 +131,19 @@ def test_operator_config_values_map_onto_the_operator_config():
     env = {e["name"]: e["value"] for e in container["env"]}
     assert OperatorConfig.load(environ=env) == OperatorConfig()
     assert len(config) == len(OperatorConfig.model_fields)
-    custom = documents(helm_template("--set", "config.storageClass=fsx-lustre,config.serverMemory=16Gi"))
+    custom = documents(
+        helm_template(
+            "--set",
+            "config.storageClass=fsx-lustre,config.serverMemory=16Gi",
+            "--set-json",
+            'config.allowedImages=["registry.example/ml/*","ghcr.io/llmops-dev/*"]',
+        )
+    )
     (container,) = one(custom, "Deployment")["spec"]["template"]["spec"]["containers"]
     loaded = OperatorConfig.load(environ={e["name"]: e["value"] for e in container["env"]})
     assert (loaded.storage_class, loaded.server_memory) == ("fsx-lustre", "16Gi")
+    assert loaded.allowed_images == ["registry.example/ml/*", "ghcr.io/llmops-dev/*"]
+    assert loaded.allowed_service_accounts == []
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=str)

@@ -56,11 +56,12 @@ def test_copies_only_what_exists_and_runs_as_uid_10001(name):
 
 
 def test_pods_run_as_the_images_user():
+    """The operator's pod (the chart) and the pods it renders (the golden renders) run as 10001."""
     (dep,) = [d for d in documents(INSTALL.read_text()) if d["kind"] == "Deployment"]
     assert dep["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 10001
-    for template in ("training/pod.yaml.j2", "inference/deployment.yaml.j2"):
-        text = (ROOT / "operator" / "llmops_operator" / "templates" / template).read_text()
-        assert "runAsUser: 10001" in text, template
+    golden = sorted((ROOT / "tests" / "render" / "golden").glob("*.yaml"))
+    users = [u for path in golden for u in re.findall(r"runAsUser: (\d+)", path.read_text())]
+    assert golden and users and set(users) == {"10001"}
 
 
 def test_operator_entrypoint_is_llmops_operator_run_with_liveness():

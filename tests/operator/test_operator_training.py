@@ -345,3 +345,53 @@ async def test_a_child_the_api_server_refuses_does_not_stop_status():
 
         c = await eventually(reported, what="Running with ApplyFailed")
         assert "PersistentVolumeClaim/half-checkpoints" in c["message"]
+
+
+async def test_an_image_outside_the_allow_list_is_refused_and_nothing_is_created(monkeypatch):
+    policy = settings.config().model_copy(update={"allowed_images": ["registry.example/ml/*"]})
+    monkeypatch.setattr(settings, "_config", policy)
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("rogue", image="evil.example/miner:1"))
+
+        async def refused():
+            c = condition(await cluster.get(*TJ_API, "rogue"), "Stalled")
+            return c.get("reason") == "InvalidSpec" and c
+
+        c = await eventually(refused, what="Stalled InvalidSpec")
+        assert "spec.image" in c["message"] and "evil.example/miner:1" in c["message"]
+        assert await cluster.get(*PTJ, "rogue") is None
+
+
+BIG = {
+    "model": {"preset": "1b"},
+    "data": {"train": "s3://bucket/data/"},
+    "hyperparameters": {"maxSteps": 10, "batchSize": 16, "sequenceLength": 2048},
+    "resources": {"accelerator": "nvidia-gpu", "acceleratorsPerNode": 1, "instanceTypes": ["g5.xlarge"]},
+    "output": {"location": "s3://bucket/out/"},
+}
+
+
+@pytest.mark.parametrize("policy", ["warn", "refuse"])
+async def test_a_job_too_big_for_its_accelerators_is_flagged_before_any_pod(policy, monkeypatch):
+    """The same estimate as ``llmops estimate``: warn sets FitsAccelerators=False and goes on; refuse
+    creates nothing and says what would fit."""
+    monkeypatch.setattr(settings, "_config", settings.config().model_copy(update={"fit_check": policy}))
+    async with running() as (cluster, _op, _emu):
+        doc = training_job("big")
+        doc["spec"] = BIG
+        await cluster.create(doc)
+
+        async def flagged():
+            c = condition(await cluster.get(*TJ_API, "big"), "FitsAccelerators")
+            return c.get("status") == "False" and c
+
+        c = await eventually(flagged, what="FitsAccelerators=False")
+        assert c["reason"] == "InsufficientAcceleratorMemory" and "g5.xlarge" in c["message"]
+        assert "would fit" in c["message"]
+        if policy == "warn":
+            assert await eventually(lambda: cluster.get(*PTJ, "big"), what="the PyTorchJob all the same")
+        else:
+            stalled = condition(await cluster.get(*TJ_API, "big"), "Stalled")
+            assert stalled["reason"] == "InsufficientAcceleratorMemory"
+            await asyncio.sleep(2)
+            assert await cluster.get(*PTJ, "big") is None

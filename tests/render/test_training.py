@@ -86,7 +86,7 @@ def test_trainium_runs_one_process_per_neuroncore(
     instance_types: list[str], devices: int, processes: str
 ) -> None:
     res = {"accelerator": "aws-trainium", "acceleratorsPerNode": devices, "instanceTypes": instance_types}
-    job = objects(resources=res)["PyTorchJob"]
+    job = objects(image="registry.example/neuron-trainer:1", resources=res)["PyTorchJob"]
     assert job["spec"]["nprocPerNode"] == processes
     assert container(job)["resources"]["limits"]["aws.amazon.com/neuron"] == devices
 

@@ -23,6 +23,7 @@ class Instance:
     accelerator: str  # nvidia-gpu | aws-trainium | aws-inferentia
     devices: int
     efa: int = 0
+    device_memory_gib: int = 0  # per device (HBM of one GPU or Neuron chip), for `llmops estimate`
 
 
 FAMILIES = {
@@ -34,31 +35,31 @@ FAMILIES = {
 }  # fmt: skip
 
 INSTANCES = {
-    "p4d.24xlarge": Instance("nvidia-gpu", 8, efa=4),
-    "p4de.24xlarge": Instance("nvidia-gpu", 8, efa=4),
-    "p5.48xlarge": Instance("nvidia-gpu", 8, efa=32),
-    "p5e.48xlarge": Instance("nvidia-gpu", 8, efa=32),
-    "p5en.48xlarge": Instance("nvidia-gpu", 8, efa=16),
-    **{f"g5.{s}": Instance("nvidia-gpu", 1) for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
-    "g5.12xlarge": Instance("nvidia-gpu", 4),
-    "g5.24xlarge": Instance("nvidia-gpu", 4),
-    "g5.48xlarge": Instance("nvidia-gpu", 8, efa=1),
-    **{f"g6.{s}": Instance("nvidia-gpu", 1) for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
-    "g6.12xlarge": Instance("nvidia-gpu", 4),
-    "g6.24xlarge": Instance("nvidia-gpu", 4),
-    "g6.48xlarge": Instance("nvidia-gpu", 8, efa=1),
-    **{f"g6e.{s}": Instance("nvidia-gpu", 1) for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
-    "g6e.12xlarge": Instance("nvidia-gpu", 4),
-    "g6e.24xlarge": Instance("nvidia-gpu", 4, efa=2),
-    "g6e.48xlarge": Instance("nvidia-gpu", 8, efa=4),
-    "trn1.2xlarge": Instance("aws-trainium", 1),
-    "trn1.32xlarge": Instance("aws-trainium", 16, efa=8),
-    "trn1n.32xlarge": Instance("aws-trainium", 16, efa=16),
-    "trn2.48xlarge": Instance("aws-trainium", 16, efa=16),
-    "inf2.xlarge": Instance("aws-inferentia", 1),
-    "inf2.8xlarge": Instance("aws-inferentia", 1),
-    "inf2.24xlarge": Instance("aws-inferentia", 6),
-    "inf2.48xlarge": Instance("aws-inferentia", 12),
+    "p4d.24xlarge": Instance("nvidia-gpu", 8, efa=4, device_memory_gib=40),
+    "p4de.24xlarge": Instance("nvidia-gpu", 8, efa=4, device_memory_gib=80),
+    "p5.48xlarge": Instance("nvidia-gpu", 8, efa=32, device_memory_gib=80),
+    "p5e.48xlarge": Instance("nvidia-gpu", 8, efa=32, device_memory_gib=141),
+    "p5en.48xlarge": Instance("nvidia-gpu", 8, efa=16, device_memory_gib=141),
+    **{f"g5.{s}": Instance("nvidia-gpu", 1, device_memory_gib=24) for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "g5.12xlarge": Instance("nvidia-gpu", 4, device_memory_gib=24),
+    "g5.24xlarge": Instance("nvidia-gpu", 4, device_memory_gib=24),
+    "g5.48xlarge": Instance("nvidia-gpu", 8, efa=1, device_memory_gib=24),
+    **{f"g6.{s}": Instance("nvidia-gpu", 1, device_memory_gib=24) for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "g6.12xlarge": Instance("nvidia-gpu", 4, device_memory_gib=24),
+    "g6.24xlarge": Instance("nvidia-gpu", 4, device_memory_gib=24),
+    "g6.48xlarge": Instance("nvidia-gpu", 8, efa=1, device_memory_gib=24),
+    **{f"g6e.{s}": Instance("nvidia-gpu", 1, device_memory_gib=48) for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "g6e.12xlarge": Instance("nvidia-gpu", 4, device_memory_gib=48),
+    "g6e.24xlarge": Instance("nvidia-gpu", 4, efa=2, device_memory_gib=48),
+    "g6e.48xlarge": Instance("nvidia-gpu", 8, efa=4, device_memory_gib=48),
+    "trn1.2xlarge": Instance("aws-trainium", 1, device_memory_gib=32),
+    "trn1.32xlarge": Instance("aws-trainium", 16, efa=8, device_memory_gib=32),
+    "trn1n.32xlarge": Instance("aws-trainium", 16, efa=16, device_memory_gib=32),
+    "trn2.48xlarge": Instance("aws-trainium", 16, efa=16, device_memory_gib=96),
+    "inf2.xlarge": Instance("aws-inferentia", 1, device_memory_gib=32),
+    "inf2.8xlarge": Instance("aws-inferentia", 1, device_memory_gib=32),
+    "inf2.24xlarge": Instance("aws-inferentia", 6, device_memory_gib=32),
+    "inf2.48xlarge": Instance("aws-inferentia", 12, device_memory_gib=32),
 }  # fmt: skip
 
 

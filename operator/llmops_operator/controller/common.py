@@ -143,14 +143,19 @@ async def invalid(body: dict[str, Any], error: api.SpecError) -> None:
 
 
 async def stalled(
-    body: dict[str, Any], reason: str, message: str, extra: dict[str, Any] | None = None
+    body: dict[str, Any],
+    reason: str,
+    message: str,
+    extra: dict[str, Any] | None = None,
+    **more: tuple[bool | str, str, str],
 ) -> None:
+    """Stalled=True (and Ready=False unless it was ready), with ``more`` conditions set alongside."""
     gen = body["metadata"].get("generation")
     old = body.get("status") or {}
     new = {
         "observedGeneration": gen,
         "conditions": status.with_conditions(
-            old, gen, Stalled=(True, reason, message), Reconciling=(False, reason, message)
+            old, gen, Stalled=(True, reason, message), Reconciling=(False, reason, message), **more
         ),
         **(extra or {}),
     }

@@ -17,8 +17,8 @@ from llmops_core import api
 from llmops_core.api import GROUP, VERSION
 
 from .. import render
-from . import cache, children, conditions, desired, events, kube, serial, status
-from .common import Problems, announce, clean, ensure_child, fetch, load_parent, stalled
+from . import cache, children, conditions, desired, events, fit, kube, serial, status
+from .common import Problems, announce, clean, ensure_child, fetch, invalid, load_parent, stalled
 from .settings import config
 
 logger = logging.getLogger(__name__)
@@ -87,12 +87,20 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> No
         resolved = await _resolve(body, ie.spec.model.from_training_job)
         if resolved is None:
             return
-    rendered = desired.children(
-        body,
-        config(),
-        lambda: [children.adopt(c, body) for c in render.render(ie, config(), resolved)],
-        resolved,
-    )
+    fits = fit.verdict(body, ie) if config().fit_check != "off" else None
+    if fits is not None and not fits[0] and config().fit_check == "refuse":
+        await stalled(body, fit.MISFIT, fits[2], {"phase": "Invalid"}, **{fit.CONDITION: fits})
+        return
+    try:
+        rendered = desired.children(
+            body,
+            config(),
+            lambda: [children.adopt(c, body) for c in render.render(ie, config(), resolved)],
+            resolved,
+        )
+    except api.SpecError as e:  # the operator configuration refuses it (image or account allow-lists)
+        await invalid(body, e)
+        return
     problems, actions = Problems(), {}
     for child in rendered:
         action, _ = await ensure_child(child, problems, verify=verify)
@@ -102,7 +110,7 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> No
         if (api_version, kind) not in kinds and await _remove(body, api_version, kind, verify):
             actions[f"{kind}/{name}"] = "deleted"
     announce(body, actions, spec_changed)
-    await _status(body, ie, rendered, actions, resolved, problems)
+    await _status(body, ie, rendered, actions, resolved, problems, fits)
 
 
 async def _resolve(body: dict[str, Any], source: str) -> str | None:
@@ -156,6 +164,7 @@ async def _status(
     actions: dict[str, str],
     resolved: str | None,
     problems: Problems,
+    fits: fit.Verdict | None,
 ) -> None:
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
     old = body.get("status") or {}
@@ -183,9 +192,12 @@ async def _status(
             Ready=(ready, reason, message),
             Reconciling=(busy or not ready, "Progressing" if busy or not ready else "Reconciled", message),
             Stalled=stall,
+            **fit.condition(fits),
         ),
     }
     await status.write(body, new)
+    if fit.is_news(body, fits):
+        events.post(body, fit.MISFIT, fits[2], warning=True)
     old_stall = conditions.get(old.get("conditions") or [], "Stalled") or {}
     if problem and (old_stall.get("reason"), old_stall.get("message")) != problem:
         events.post(body, problem[0], problem[1], warning=True)

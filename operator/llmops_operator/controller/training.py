@@ -23,8 +23,8 @@ from llmops_core.api import GROUP, VERSION
 
 from .. import render
 from ..render.training import names
-from . import cache, children, conditions, desired, events, kube, progress, retries, serial, status
-from .common import Outcome, Problems, announce, ensure_child, load_parent, stalled
+from . import cache, children, conditions, desired, events, fit, kube, progress, retries, serial, status
+from .common import Outcome, Problems, announce, ensure_child, invalid, load_parent, stalled
 from .settings import TUNABLES, config
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
 def tokens_per_step(tj: api.TrainingJob) -> float:
     hp, res = tj.spec.hyperparameters, tj.spec.resources
     return float(
-        hp.batch_size * hp.gradient_accumulation * hp.sequence_length * res.nodes * res.accelerators_per_node
+        hp.batch_size * hp.gradient_accumulation * hp.sequence_length * res.nodes * res.processes_per_node
     )
 
 
@@ -97,7 +97,15 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> bo
             await stalled(body, "TrainingOperatorMissing", INSTALL, {"phase": "Pending"})
             raise Outcome(INSTALL, permanent=False, delay=TUNABLES.crd_retry_seconds)
 
-    rendered = desired.children(body, config(), lambda: _render(body, tj))
+    fits = fit.verdict(body, tj) if config().fit_check != "off" else None
+    if fits is not None and not fits[0] and config().fit_check == "refuse":
+        await stalled(body, fit.MISFIT, fits[2], {"phase": "Invalid"}, **{fit.CONDITION: fits})
+        return False
+    try:
+        rendered = desired.children(body, config(), lambda: _render(body, tj))
+    except api.SpecError as e:  # the operator configuration refuses it (image or account allow-lists)
+        await invalid(body, e)
+        return False
     problems, actions = Problems(), {}
     job_now: dict[str, Any] | None = None
     for child in rendered:
@@ -114,7 +122,7 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> bo
     if job_now is not None:
         await _spec_change(body, next(c for c in rendered if c["kind"] == "PyTorchJob"), job_now, problems)
     announce(body, actions, spec_changed)
-    return await _status(body, tj, rendered, actions, job_now, problems)
+    return await _status(body, tj, rendered, actions, job_now, problems, fits)
 
 
 def _render(body: dict[str, Any], tj: api.TrainingJob) -> list[dict[str, Any]]:
@@ -153,6 +161,7 @@ async def _status(
     actions: dict[str, str],
     job: dict[str, Any] | None,
     problems: Problems,
+    fits: fit.Verdict | None,
 ) -> bool:
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
     n = names(name)
@@ -203,7 +212,13 @@ async def _status(
         "children": [children.ref(c) for c in rendered],
         "retries": retried,
         "conditions": status.with_conditions(
-            old, gen, Ready=ready, Reconciling=reconciling, Stalled=stall, Succeeded=succeeded
+            old,
+            gen,
+            Ready=ready,
+            Reconciling=reconciling,
+            Stalled=stall,
+            Succeeded=succeeded,
+            **fit.condition(fits),
         ),
     }
     start = job_status.get("startTime") or old.get("startTime")
@@ -222,6 +237,8 @@ async def _status(
     if prog is not None:
         new["progress"] = prog
     await status.write(body, new)
+    if fit.is_news(body, fits):
+        events.post(body, fit.MISFIT, fits[2], warning=True)
     if problem and problem != _stalled_as(old):
         events.post(body, problem[0], problem[1], warning=True)
     if phase != old.get("phase") and old.get("phase") not in (None, "Invalid"):
