@@ -38,7 +38,8 @@ def train(file: str, run_dir: Path | None, data: str | None, max_steps: int | No
 
     A data path that exists only in the trainer image (/opt/llmops/data/...) maps to the copy
     shipped with llmops. Ctrl-C stops at the next step with a checkpoint, as a node drain would;
-    the same command resumes.
+    the same command resumes. On a terminal the trainer shows a progress bar; piped, stdout gets
+    its JSON step records (they are also in RUN_DIR/checkpoints/metrics.jsonl).
 
     \b
     Examples:
@@ -52,8 +53,13 @@ def train(file: str, run_dir: Path | None, data: str | None, max_steps: int | No
     p = local_train.plan(body, job, run_dir or Path("runs") / job.metadata.name, data, max_steps, device)
     for note in p.notes:
         click.echo(note, err=True)
-    click.echo(f"$ {' '.join(p.command)}", err=True)
-    local_train.run(p)
+    env = " ".join(f"{k}={v}" for k, v in p.env.items())
+    click.echo(f"$ {env + ' ' if env else ''}{' '.join(p.command)}", err=True)
+    if sys.stdout.isatty():  # the trainer's own progress bar is enough; the records stay in the file
+        click.echo(f"step records: {p.metrics}", err=True)
+        local_train.run(p, on_record=lambda record: None)
+    else:
+        local_train.run(p)  # piped: one JSON record per line, for scripts
     click.echo(f"model: {p.model}")
 
 

@@ -9,6 +9,7 @@ drain sends, so it writes a checkpoint at the next step boundary and a rerun res
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -57,6 +58,7 @@ class Plan:
     name: str
     run_dir: Path
     command: list[str]
+    env: dict[str, str]
     notes: list[str]
 
     @property
@@ -70,16 +72,18 @@ class Plan:
 
 def train_command(
     job_file: Path, run_dir: Path, processes: int, max_steps: int | None, device: str = "auto"
-) -> list[str]:
-    """torchrun for several local processes, plain python for one: what the PyTorchJob runs."""
-    program = ["-m", "llmops_train", "--job", str(job_file), "--output", str(run_dir / "model"),
-               "--checkpoint-dir", str(run_dir / "checkpoints"), "--device", device]  # fmt: skip
+) -> tuple[list[str], dict[str, str]]:
+    """The command and extra environment: plain python for one process; for several, the trainer's
+    launcher (torchrun configured by ``PET_*`` variables, as in a pod), which forwards SIGTERM and
+    exits 143 once the workers have checkpointed."""
+    args = ["--job", str(job_file), "--output", str(run_dir / "model"),
+            "--checkpoint-dir", str(run_dir / "checkpoints"), "--device", device]  # fmt: skip
     if max_steps is not None:
-        program += ["--max-steps", str(max_steps)]
+        args += ["--max-steps", str(max_steps)]
     if processes > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-                *program]  # fmt: skip
-    return [sys.executable, *program]
+        env = {"PET_STANDALONE": "1", "PET_NNODES": "1", "PET_NPROC_PER_NODE": str(processes)}
+        return [sys.executable, "-m", "llmops_train.launch", *args], env
+    return [sys.executable, "-m", "llmops_train", *args], {}
 
 
 def plan(
@@ -108,8 +112,8 @@ def plan(
     tmp.replace(job_file)
     resources_ = job.spec.resources
     processes = resources_.accelerators_per_node if resources_.accelerator == "cpu" else 1
-    command = train_command(job_file, run_dir, processes, max_steps, device)
-    return Plan(job.metadata.name, run_dir, command, notes)
+    command, env = train_command(job_file, run_dir, processes, max_steps, device)
+    return Plan(job.metadata.name, run_dir, command, env, notes)
 
 
 @contextmanager
@@ -159,6 +163,7 @@ def run(
     """
     proc = subprocess.Popen(
         p.command,
+        env={**os.environ, **p.env},
         stdout=subprocess.PIPE if on_record else None,
         stderr=log,
         text=True,

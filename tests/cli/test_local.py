@@ -30,11 +30,12 @@ def llmops(*args: str, tmp: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def test_train_command_uses_torchrun_for_several_processes(tmp_path: Path) -> None:
-    one = local_train.train_command(tmp_path / "job.yaml", tmp_path, 1, 5)
-    assert one[1:3] == ["-m", "llmops_train"] and one[-2:] == ["--max-steps", "5"]
-    two = local_train.train_command(tmp_path / "job.yaml", tmp_path, 2, None)
-    assert two[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+def test_train_command_uses_the_launcher_for_several_processes(tmp_path: Path) -> None:
+    one, env = local_train.train_command(tmp_path / "job.yaml", tmp_path, 1, 5)
+    assert one[1:3] == ["-m", "llmops_train"] and one[-2:] == ["--max-steps", "5"] and env == {}
+    two, env = local_train.train_command(tmp_path / "job.yaml", tmp_path, 2, None)
+    assert two[1:3] == ["-m", "llmops_train.launch"] and "--max-steps" not in two
+    assert env == {"PET_STANDALONE": "1", "PET_NNODES": "1", "PET_NPROC_PER_NODE": "2"}
 
 
 def test_image_data_path_maps_to_the_shipped_corpus(tmp_path: Path) -> None:
