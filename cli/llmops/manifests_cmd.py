@@ -22,7 +22,7 @@ def rendered(files: tuple[str, ...], config_file: Path | None, namespace: str | 
     """Every child the operator would create for FILES, in order; exits 1 naming each problem.
 
     ``namespace`` applies to documents that name none (``deploy -n NS --dry-run=client``)."""
-    from llmops_core.api import Issue
+    from llmops_core.api import Issue, SpecError
     from llmops_operator.render import UnresolvedModel
     from llmops_operator.render import render as render_resource
 
@@ -43,6 +43,8 @@ def rendered(files: tuple[str, ...], config_file: Path | None, namespace: str | 
         resolved = outputs.get((resource.metadata.namespace, source)) if source else None
         try:
             objects += render_resource(resource, config, resolved_model=resolved)
+        except SpecError as e:  # the operator configuration's allow-lists refuse it
+            problems += [Problem(doc, i) for i in e.issues]
         except UnresolvedModel as e:
             path, _, message = str(e).partition(": ")
             problems.append(Problem(doc, Issue(path, message + " (give its manifest in the same command)")))

@@ -142,3 +142,14 @@ def test_console_entry_point_runs_as_a_module() -> None:
         check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_render_names_what_the_allow_lists_refuse(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text('allowed_images: ["registry.example/ml/*"]\n')
+    doc = endpoint()
+    doc["spec"]["image"] = "evil.example/miner:1"
+    result = run("render", "--config", str(config), "-", stdin=yaml.safe_dump(doc))
+    assert result.exit_code == 1 and not result.stdout
+    assert "spec.image: 'evil.example/miner:1' is not allowed here" in result.stderr
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
