@@ -178,7 +178,7 @@ async def resync_once() -> None:
         try:
             for ns in scope.namespaces():
                 listed += await kube.list_(kube.path(API_VERSION, plural, ns))
-        except (kube.ApiError, OSError) as e:
+        except Exception as e:  # the API server unreachable, say: the next period tries again
             logger.warning("listing %s failed: %r", plural, e)
             continue
         keys = set()

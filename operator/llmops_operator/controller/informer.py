@@ -74,7 +74,7 @@ async def inform(api_version: str, plural: str, kind: str, ns: str | None, on_ch
             else:
                 logger.warning("watching %s failed: %s", kind, e)
                 await asyncio.sleep(TUNABLES.error_backoff_seconds)
-        except (OSError, asyncio.TimeoutError, ValueError) as e:
+        except Exception as e:  # a dropped connection, a restarting API server: list again soon
             logger.warning("watching %s failed: %r", kind, e)
             await asyncio.sleep(TUNABLES.error_backoff_seconds)
 
