@@ -1,10 +1,11 @@
-# One venv for everything. torch comes first, from PyTorch's CPU index: plain `pip install torch` on
-# Linux brings a CUDA build of several GB. On a GPU machine: make setup TORCH_INDEX= (PyPI's build).
+# One venv for everything; torch is pinned first so pip settles it quickly. Plain PyPI gives Linux a
+# CUDA build of several GB (it runs on CPU too); for the small CPU build, where PyTorch's own index is
+# reachable: make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: setup demo test e2e lint crds
 $(BIN)/llmops: pyproject.toml
