@@ -334,6 +334,8 @@ def top_up_volumes(c: Cluster, pool: int = PV_POOL) -> int:
 
 def install(c: Cluster, log) -> None:
     """Nodes, storage, our CRDs and the training operator's PyTorchJob CRD (idempotent)."""
+    if not (REPO / "manifests" / "crds").is_dir():
+        raise SimulatedError(f"run from a checkout of the llmops repository: {REPO / 'manifests'} is missing")
     log("adding nodes (2 x p5.48xlarge, 1 x trn1.32xlarge, 3 x m6i.8xlarge), storage classes, volumes ...")
     c.kubectl("apply", "-f", str(HERE / "nodes.yaml"))  # create keeps status (capacity), as kubelets do
     c.apply(HERE / "storage.yaml")
