@@ -65,10 +65,15 @@ def cache() -> Path:
 
 
 def home() -> Path:
-    """State of the running cluster: kwokctl's workdir, logs, pid files, the kubeconfig."""
+    """State of the running cluster: kwokctl's workdir, logs, pid files, the kubeconfig. One per
+    checkout (the folder's name ends in a hash of its path), so checkouts on one machine do not
+    reuse or stop each other's clusters."""
     if env := os.environ.get("LLMOPS_SIMULATED_HOME"):
         return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmops" / "simulated"
+    checkout = hashlib.sha256(str(REPO).encode()).hexdigest()[:8]
+    return (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmops" / f"simulated-{checkout}"
+    )
 
 
 @dataclass(frozen=True)
@@ -336,6 +341,8 @@ def top_up_volumes(c: Cluster, pool: int = PV_POOL) -> int:
 
 def install(c: Cluster, log) -> None:
     """Nodes, storage, our CRDs and the training operator's PyTorchJob CRD (idempotent)."""
+    if not (REPO / "manifests" / "crds").is_dir():
+        raise SimulatedError(f"run from a checkout of the llmops repository: {REPO / 'manifests'} is missing")
     log("adding nodes (2 x p5.48xlarge, 1 x trn1.32xlarge, 3 x m6i.8xlarge), storage classes, volumes ...")
     c.kubectl("apply", "-f", str(HERE / "nodes.yaml"))  # create keeps status (capacity), as kubelets do
     c.apply(HERE / "storage.yaml")
@@ -362,32 +369,40 @@ def start_training_operator(c: Cluster, log) -> None:
     log("starting the Kubeflow training operator ...")
     c.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: kubeflow}\n")
     c.kubectl("-n", "kubeflow", "create", "secret", "generic", "training-operator-webhook-cert", check=False)
-    shutil.rmtree(CERT_DIR, ignore_errors=True)
-    CERT_DIR.mkdir(parents=True)
+    # its webhook reads the certificate from a fixed folder (a mounted Secret in a pod): ours is
+    # mounted there in a private mount namespace, so clusters on one machine do not share it
+    certs = home() / "webhook-certs"
+    shutil.rmtree(certs, ignore_errors=True)
+    certs.mkdir(parents=True)
+    private = os.geteuid() == 0 and shutil.which("unshare") is not None
+    if not private:
+        certs = CERT_DIR
+        shutil.rmtree(certs, ignore_errors=True)
+        certs.mkdir(parents=True)
     probe, webhook = free_port(), free_port()
     # TMPDIR unset: its webhook server reads certificates from $TMPDIR/k8s-webhook-server
     env = {k: v for k, v in os.environ.items() if k != "TMPDIR"}
     env |= {"MY_POD_NAMESPACE": "kubeflow", "KUBECONFIG": str(c.kubeconfig)}
-    spawn(
-        "training-operator",
-        [
-            str(c.bins.training_operator / "training-operator.v1"),
-            "--enable-scheme=pytorchjob",
-            "--metrics-bind-address=0",
-            f"--health-probe-bind-address=127.0.0.1:{probe}",
-            f"--webhook-server-port={webhook}",  # no host flag: the webhook listens on all interfaces
-            "--leader-elect=false",
-        ],
-        env,
-    )
+    argv = [
+        str(c.bins.training_operator / "training-operator.v1"),
+        "--enable-scheme=pytorchjob",
+        "--metrics-bind-address=0",
+        f"--health-probe-bind-address=127.0.0.1:{probe}",
+        f"--webhook-server-port={webhook}",  # no host flag: the webhook listens on all interfaces
+        "--leader-elect=false",
+    ]
+    if private:
+        CERT_DIR.mkdir(parents=True, exist_ok=True)  # the mount point
+        argv = mounted_argv(certs, CERT_DIR, argv)
+    spawn("training-operator", argv, env)
 
     def cert_written() -> bool:
         # the cert rotator fills the Secret; in a pod it is mounted at CERT_DIR, here we copy it
         data = c.get_json("-n", "kubeflow", "secret", "training-operator-webhook-cert").get("data") or {}
         if "tls.crt" not in data:
             return False
-        (CERT_DIR / "tls.key").write_bytes(base64.b64decode(data["tls.key"]))
-        (CERT_DIR / "tls.crt").write_bytes(base64.b64decode(data["tls.crt"]))
+        (certs / "tls.key").write_bytes(base64.b64decode(data["tls.key"]))
+        (certs / "tls.crt").write_bytes(base64.b64decode(data["tls.crt"]))
         return True
 
     wait_for(cert_written, 90, "the training operator's webhook certificate")
@@ -491,6 +506,11 @@ def operator_argv(namespaces: list[str] | None) -> list[str]:
 def in_pod_argv(sa_dir: Path, argv: list[str]) -> list[str]:
     """``argv`` in a private mount namespace where ``sa_dir`` is mounted at the fixed in-cluster path
     (/var/run/secrets/kubernetes.io/serviceaccount), as the kubelet mounts it; needs root."""
+    return mounted_argv(sa_dir, SA_DIR, argv)
+
+
+def mounted_argv(source: Path, target: Path, argv: list[str]) -> list[str]:
+    """``argv`` in a private mount namespace with ``source`` bind-mounted at ``target``."""
     script = 'mount --bind "$0" "$1" && shift && exec "$@"'
     return [
         "unshare",
@@ -500,8 +520,8 @@ def in_pod_argv(sa_dir: Path, argv: list[str]) -> list[str]:
         "sh",
         "-c",
         script,
-        str(sa_dir),
-        str(SA_DIR),
+        str(source),
+        str(target),
         *argv,
     ]
 
