@@ -208,8 +208,10 @@ async def test_child_lists_and_watches_are_filtered_by_the_api_server():
         ]
         kinds = {path.rstrip("/").split("/")[-1] for path, _ in reads}
         assert kinds == CHILD_PLURALS, kinds  # each kind listed/watched
+        ours = "app.kubernetes.io/managed-by=llmops-operator"
         for path, query in reads:
-            assert query.get("labelSelector") == ["app.kubernetes.io/managed-by=llmops-operator"], path
+            wanted = f"{ours},app.kubernetes.io/component=training" if path.endswith("/pods") else ours
+            assert query.get("labelSelector") == [wanted], path
 
 
 CHILD_PLURALS = {

@@ -246,7 +246,7 @@ async def test_a_relist_after_a_gap_reports_children_deleted_meanwhile(monkeypat
     cache.remember(kept)
 
     async def list_page(url, selector):
-        assert selector == informer.SELECTOR
+        assert selector == informer.SELECTOR  # every child kind but pods
         return [dict(kept)], "42"
 
     monkeypatch.setattr(kube, "list_page", list_page)

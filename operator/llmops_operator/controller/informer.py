@@ -29,12 +29,14 @@ CHILDREN = [
     ("v1", "configmaps", "ConfigMap"),
     ("v1", "pods", "Pod"),  # training pods (our labels ride on the template): exit codes, retries
 ]
+# Pods: only the trainer's; an endpoint's pods say nothing its Deployment's status does not.
+SELECTORS = {"Pod": f"{SELECTOR},app.kubernetes.io/component=training"}
 OnChange = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 async def _relist(api_version: str, plural: str, kind: str, ns: str | None, on_change: OnChange) -> str:
     """List the kind, bring the cache in line (deletions included), return where to watch from."""
-    items, version = await kube.list_page(kube.path(api_version, plural, ns), SELECTOR)
+    items, version = await kube.list_page(kube.path(api_version, plural, ns), SELECTORS.get(kind, SELECTOR))
     seen = set()
     for obj in items:
         obj.setdefault("apiVersion", api_version)
@@ -57,7 +59,7 @@ async def inform(api_version: str, plural: str, kind: str, ns: str | None, on_ch
             version = await _relist(api_version, plural, kind, ns, on_change)
             while True:  # each watch request ends after its timeout; resume where it stopped
                 timeout = TUNABLES.watch_timeout_seconds
-                async for event in kube.watch(url, version, SELECTOR, timeout):
+                async for event in kube.watch(url, version, SELECTORS.get(kind, SELECTOR), timeout):
                     obj = event.get("object") or {}
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
                     if event.get("type") == "BOOKMARK":
