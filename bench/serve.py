@@ -367,6 +367,9 @@ def main() -> None:
     p.add_argument("--intermediate", type=int, default=None, help="MLP width (default 4 x hidden)")
     p.add_argument("--train-steps", type=int, default=30, help="0: random weights (enough for speed)")
     p.add_argument("--servers", nargs="+", default=["llmops", "naive", "transformers"])
+    p.add_argument(
+        "--repeats", type=int, help="runs per level and server, best kept (default 2; 1 with --quick)"
+    )
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--concurrency", type=int, nargs="+", help="override the concurrency levels")
     p.add_argument(
@@ -376,7 +379,7 @@ def main() -> None:
     args = p.parse_args()
     args.concurrency = args.concurrency or ([1, 4, 16] if args.quick else [1, 4, 16, 64])
     args.min_requests = 8 if args.quick else 16
-    args.repeats = 1 if args.quick else 2
+    args.repeats = args.repeats or (1 if args.quick else 2)
     args.prompt_len, args.output_len = 32, 32 if args.quick else 64
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
