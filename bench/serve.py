@@ -134,7 +134,9 @@ def server_commands(model_dir: Path, args: argparse.Namespace, ports: dict[str, 
         "naive",
     ]
     peer = [str(Path(sys.executable).parent / "transformers"), "serve", "--continuous-batching"]
-    peer += ["--host", "127.0.0.1", "--port", str(ports["transformers"]), "--device", "cpu", str(model_dir)]
+    peer += ["--host", "127.0.0.1", "--port", str(ports["transformers"]), "--device", "cpu"]
+    # Its paged KV cache is sized from free memory by default (14 GB here): 16k tokens is plenty.
+    peer += ["--cb-block-size", "32", "--cb-num-blocks", "512", str(model_dir)]
     cmds = {"llmops": ours, "naive": naive, "transformers": peer}
     return {name: cmds[name] for name in args.servers}
 
