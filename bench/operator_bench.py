@@ -10,6 +10,16 @@ concurrently, the clock stopped when every child exists and every parent's statu
 Rounds alternate baseline and operator; the median round's ratio operator/baseline (goal <= 2) is
 reported with every round's ratio, both sides' CPU seconds and the operator's peak RSS.
 The emulator is ``tests/operator/lean_emulator.py`` (kmock's, made linear): see docs/benchmarks-operator.md.
+
+With ``--kubeconfig PATH`` the same runs against a real API server instead (the simulated cluster of
+``llmops dev up --simulated --no-operator``, docs/e2e.md), each round in fresh namespaces:
+
+    python bench/operator_bench.py --kubeconfig "$KUBECONFIG" --n 500 --repeat 1
+
+Baseline there: the parents created first (untimed, no operator running), then their rendered children
+POSTed concurrently with admin credentials. Operator: ``llmops operator run --namespace NS`` in a
+subprocess (kubeconfig credentials), the parents POSTed, the clock stopped when every child exists
+(counted with ``limit=1`` lists' ``remainingItemCount``) and every parent says Stalled=False.
 """
 
 # ruff: noqa: E402
@@ -215,6 +225,131 @@ async def with_operator(n: int, timeout: float) -> tuple[float, int, int, dict[s
     return elapsed, rss, expected, cpu
 
 
+# ---- against a real API server ---------------------------------------------------------------------
+
+
+def real_parents(n: int, ns: str) -> list[dict]:
+    docs = parents(n)
+    for d in docs:
+        d["metadata"] = {"name": d["metadata"]["name"], "namespace": ns}
+    return docs
+
+
+async def real_namespace() -> str:
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    await kube.create("/api/v1/namespaces", {"metadata": {"name": ns}})
+    return ns
+
+
+async def gather_limited(coros, limit: int = 50) -> list:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(c):
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def count(api_version: str, kind: str, ns: str) -> int:
+    """How many objects of a kind the namespace holds, from one item and remainingItemCount."""
+    out = await kube.request("GET", kube.path(api_version, kube.plural(kind), ns), params={"limit": "1"})
+    return len(out.get("items") or []) + int((out.get("metadata") or {}).get("remainingItemCount") or 0)
+
+
+def child_kinds(kids: list[dict]) -> collections.Counter[tuple[str, str]]:
+    return collections.Counter((c["apiVersion"], c["kind"]) for c in kids)
+
+
+async def real_baseline(n: int) -> tuple[float, float]:
+    kube.configure(kube.from_environment())
+    ns = await real_namespace()
+    try:
+        docs = real_parents(n, ns)
+        made = await gather_limited(
+            kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), ns), d) for d in docs
+        )
+        config = OperatorConfig.load()
+        kids = [children.adopt(c, p) for p in made for c in render.render(api.load(p), config)]
+        t0, cpu0 = time.perf_counter(), _cpu()
+        await gather_limited(kube.create(children.url_of(c, named=False), c) for c in kids)
+        elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
+    finally:
+        await delete_namespace(ns)
+        await kube.close()
+    return elapsed, cpu
+
+
+async def delete_namespace(ns: str, timeout: float = 900) -> None:
+    """Delete and wait until it is gone: the garbage collection of thousands of objects would
+    otherwise load the API server during the next measurement."""
+    await kube.request("DELETE", f"/api/v1/namespaces/{ns}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            await kube.request("GET", f"/api/v1/namespaces/{ns}")
+        except kube.ApiError as e:
+            if e.status == 404:
+                return
+            raise
+        await asyncio.sleep(2)
+
+
+async def real_with_operator(n: int, timeout: float) -> tuple[float, int, int, dict[str, float]]:
+    kube.configure(kube.from_environment())
+    ns = await real_namespace()
+    docs = real_parents(n, ns)
+    kinds = child_kinds(rendered_children([{**d, "metadata": {**d["metadata"], "uid": "x"}} for d in docs]))
+    expected = sum(kinds.values())
+    before = {k: await count(*k, ns) for k in kinds}  # e.g. the namespace's default ServiceAccount
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("cli", "operator"))}
+    argv = [sys.executable, "-m", "llmops", "operator", "run", f"--namespace={ns}", "--log-format=plain"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.sleep(5)  # kopf starts its watches
+        cpu0, op_cpu0 = _cpu(), _cpu(proc.pid)
+        t0 = time.perf_counter()
+        await gather_limited(
+            kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), ns), d) for d in docs
+        )
+        made = 0
+        while True:
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError(f"{made}/{expected} children")
+            made = sum([await count(*k, ns) - before[k] for k in kinds])
+            if made >= expected:
+                break
+            await asyncio.sleep(1)
+        kids_at = time.perf_counter() - t0
+        while True:
+            done = 0
+            for plural in ("trainingjobs", "inferenceendpoints"):
+                out = await kube.request("GET", f"/apis/llmops.dev/v1alpha1/namespaces/{ns}/{plural}")
+                done += sum(
+                    any(
+                        c.get("type") == "Stalled" and c.get("status") == "False"
+                        for c in (o.get("status") or {}).get("conditions") or []
+                    )
+                    for o in out["items"]
+                )
+            if done >= len(docs):
+                break
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError(f"{done}/{len(docs)} parents reconciled")
+            await asyncio.sleep(1)
+        elapsed = time.perf_counter() - t0
+        cpu = {"emulator_cpu_s": _cpu() - cpu0, "operator_cpu_s": _cpu(proc.pid) - op_cpu0}
+        if os.environ.get("BENCH_VERBOSE"):
+            print(f"children {kids_at:.1f}s, status {elapsed:.1f}s", file=sys.stderr)
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait)
+        await delete_namespace(ns)
+        await kube.close()
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, rss, expected, cpu
+
+
 def serve(url: str) -> None:
     """The operator process: kopf on our registry against ``url`` until killed."""
     import logging
@@ -224,7 +359,7 @@ def serve(url: str) -> None:
     logging.basicConfig(level=logging.WARNING)
     kube.configure(kube.Connection(server=url))
     run.tune_gc()  # as `llmops operator run` does
-    asyncio.run(run.operator(clusterwide=True, standalone=True))
+    asyncio.run(run.operator(standalone=True))
 
 
 def main() -> None:
@@ -235,18 +370,29 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the median ratio is reported")
     parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--kubeconfig", metavar="PATH", help="a real API server instead of the emulator")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+        from kubernetes.config import kube_config
+
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = args.kubeconfig
     rounds = []
     for _ in range(args.repeat):  # alternated, so both sides see the same machine load
-        base, base_cpu = asyncio.run(baseline(args.n))
-        op, rss, kids, cpu = asyncio.run(with_operator(args.n, args.timeout))
+        if args.kubeconfig:
+            base, base_cpu = asyncio.run(real_baseline(args.n))
+            op, rss, kids, cpu = asyncio.run(real_with_operator(args.n, args.timeout))
+        else:
+            base, base_cpu = asyncio.run(baseline(args.n))
+            op, rss, kids, cpu = asyncio.run(with_operator(args.n, args.timeout))
         rounds.append((op / base, base, op, base_cpu, cpu, rss))
     ratio, base, op, base_cpu, cpu, rss = sorted(rounds)[len(rounds) // 2]  # the median round
     result = {
         "n": args.n,
+        "api_server": "real (" + args.kubeconfig + ")" if args.kubeconfig else "emulator",
         "children": kids,
         "rounds": len(rounds),
         "ratios": [round(r[0], 2) for r in rounds],

@@ -1,3 +1,3 @@
 from .main import cli
 
-cli()
+cli(prog_name="llmops")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from llmops_core.api import Issue, Resource, SpecError, TrainingJob, load
+if TYPE_CHECKING:  # the API (pydantic) loads on first use: `llmops --help` must stay fast
+    from llmops_core.api import Issue, Resource
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,11 @@ class Problem:
 
 
 def read(paths: Iterable[str]) -> tuple[list[Document], list[Problem]]:
+    import yaml
+
+    from llmops_core.api import Issue
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     docs: list[Document] = []
     problems: list[Problem] = []
     for path in paths:
@@ -43,7 +47,7 @@ def read(paths: Iterable[str]) -> tuple[list[Document], list[Problem]]:
             problems.append(Problem(None, Issue("(file)", e.strerror or str(e)), source=path))
             continue
         try:
-            bodies = [b for b in yaml.safe_load_all(text) if b is not None]
+            bodies = [b for b in yaml.load_all(text, Loader=loader) if b is not None]
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             at = f"line {mark.line + 1}" if mark else "(yaml)"
@@ -59,6 +63,8 @@ def read(paths: Iterable[str]) -> tuple[list[Document], list[Problem]]:
 
 def parse(docs: Iterable[Document]) -> Iterator[tuple[Document, Resource | None, list[Issue]]]:
     """Each document with its resource, or the issues that stop it from being one."""
+    from llmops_core.api import SpecError, load
+
     for doc in docs:
         try:
             yield doc, load(doc.body), []
@@ -68,8 +74,30 @@ def parse(docs: Iterable[Document]) -> Iterator[tuple[Document, Resource | None,
 
 def training_outputs(resources: Iterable[Resource]) -> dict[tuple[str | None, str], str]:
     """(namespace, name) → output location of the TrainingJobs given alongside an endpoint."""
+    from llmops_core.api import TrainingJob
+
     return {
         (r.metadata.namespace, r.metadata.name): r.spec.output.location
         for r in resources
         if isinstance(r, TrainingJob)
     }
+
+
+def load_one(path: str, kind: str) -> tuple[dict[str, Any], Resource]:
+    """The first ``kind`` in ``path``, valid, with its raw body; one error line per problem otherwise."""
+    import click
+
+    from .errors import CliError
+
+    docs, problems = read([path])
+    found = [(d, r, i) for d, r, i in parse(docs) if isinstance(d.body, dict) and d.body.get("kind") == kind]
+    for p in problems:
+        click.echo(str(p), err=True)
+    if problems or not found:
+        raise CliError(f"{path}: no valid {kind} found")
+    doc, resource, issues = found[0]
+    for issue in issues:
+        click.echo(f"{doc.where()}: {issue}", err=True)
+    if resource is None:
+        raise CliError(f"{path}: the {kind} is invalid")
+    return doc.body, resource

@@ -7,6 +7,22 @@ from pathlib import Path
 
 import click
 
+from .errors import UNREACHABLE, CliError
+
+
+def preflight(server: str, timeout: float = 5.0) -> None:
+    """One request to the API server: kopf would otherwise retry an unreachable one forever."""
+    from kubernetes import client
+
+    try:
+        client.VersionApi().get_code(_request_timeout=timeout)
+    except Exception as e:
+        from kubernetes.client.exceptions import ApiException
+
+        if isinstance(e, ApiException):
+            return  # it answered (e.g. 401/403 on /version): kopf reports auth problems itself
+        raise CliError(f"cannot reach the API server at {server}: {type(e).__name__}", UNREACHABLE) from None
+
 
 @click.group("operator")
 def operator() -> None:
@@ -14,21 +30,8 @@ def operator() -> None:
 
 
 @operator.command("run")
-@click.option(
-    "-n", "--namespace", "namespaces", multiple=True, help="Watch this namespace (repeatable; globs ok)."
-)
+@click.option("-n", "--namespace", "namespaces", multiple=True, help="Watch this namespace (repeatable).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Watch every namespace.")
-@click.option(
-    "--standalone/--peering",
-    "standalone",
-    default=True,
-    show_default=True,
-    help="Standalone, or coordinate with other replicas through kopf peering (HA).",
-)
-@click.option(
-    "--peering-name", default="llmops-operator", show_default=True, help="The peering object with --peering."
-)
-@click.option("--priority", type=int, default=0, help="Peering priority of this replica.")
 @click.option(
     "--liveness", metavar="URL", help="Serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz."
 )
@@ -44,30 +47,41 @@ def operator() -> None:
 def run_cmd(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
-    standalone: bool,
-    peering_name: str,
-    priority: int,
     liveness: str | None,
     log_format: str,
     config_path: Path | None,
     verbose: bool,
     debug: bool,
 ) -> None:
-    """Reconcile until interrupted: children, status, progress, drift repair."""
+    """Reconcile until interrupted: children, status, progress, drift repair.
+
+    Connects with the in-cluster service account, else the current kubeconfig context; exits 4
+    at once when there is neither or the API server does not answer.
+
+    \b
+    Examples:
+      llmops operator run -n ml-team
+      llmops operator run -A --liveness http://0.0.0.0:8080/healthz
+    """
     if not namespaces and not all_namespaces:
         raise click.UsageError("name at least one --namespace, or pass --all-namespaces")
     if namespaces and all_namespaces:
         raise click.UsageError("--namespace and --all-namespaces exclude each other")
     if config_path is not None:
         os.environ["LLMOPS_CONFIG"] = str(config_path)
-    from llmops_operator.controller import run, settings
+    from llmops_operator.controller import kube, run, settings
 
-    settings.config()  # fail fast on a bad configuration file, before connecting
+    from .operator_config import load
+
+    load(config_path)  # a bad setting is one line naming it, before connecting
+    try:
+        settings.TUNABLES.load_env()
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    preflight(kube.from_environment().server)
     run.run(
         namespaces=namespaces,
         all_namespaces=all_namespaces,
-        peering=None if standalone else peering_name,
-        priority=priority,
         liveness=liveness,
         log_format=log_format,
         verbose=verbose,

@@ -7,11 +7,14 @@ always wins. The same object feeds ``llmops render`` so the CLI prints what the 
 from __future__ import annotations
 
 import os
+from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .api import Issue, Resource
 from .api.common import Quantity
 
 ENV_PREFIX = "LLMOPS_"
@@ -31,7 +34,59 @@ class OperatorConfig(BaseModel):
     trainer_memory: Quantity = "8Gi"
     server_cpu: Quantity = "1"
     server_memory: Quantity = "4Gi"
+    fetch_cpu: Quantity = Field("1", description="CPU request of the init container that downloads a model.")
+    fetch_memory: Quantity = Field("2Gi", description="Memory request and limit of that init container.")
+    model_volume_size: Quantity = Field(
+        "100Gi",
+        description="Size limit of the /model volume a model is downloaded into, unless the spec sets one.",
+    )
     pvc_root: str = "/mnt/pvc"
+    allowed_images: list[str] = Field(
+        default_factory=list,
+        description="Glob patterns (e.g. registry.example.com/ml/*) a resource's spec.image must match; "
+        "empty allows any image. The defaults above are the admin's own and always allowed.",
+    )
+    allowed_service_accounts: list[str] = Field(
+        default_factory=list,
+        description="Glob patterns a resource's spec.serviceAccountName must match; empty allows any.",
+    )
+    fit_check: Literal["warn", "refuse", "off"] = Field(
+        "warn",
+        description="A resource whose memory estimate exceeds its accelerators: warn (condition "
+        "FitsAccelerators=False, an Event), refuse (nothing is created), or off.",
+    )
+
+    @field_validator("allowed_images", "allowed_service_accounts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """From an environment variable: a comma-separated list."""
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    def refusals(self, resource: Resource) -> list[Issue]:
+        """What this cluster's policy forbids in ``resource``: whoever may create a TrainingJob or an
+        InferenceEndpoint otherwise runs any image under any ServiceAccount of the namespace."""
+        issues = []
+        image, account = resource.spec.image, resource.spec.service_account_name
+        if image is not None and self.allowed_images and not _matches(image, self.allowed_images):
+            issues.append(
+                Issue(
+                    "spec.image", f"{image!r} is not allowed here; allowed: {', '.join(self.allowed_images)}"
+                )
+            )
+        if (
+            account is not None
+            and self.allowed_service_accounts
+            and not _matches(account, self.allowed_service_accounts)
+        ):
+            issues.append(
+                Issue(
+                    "spec.serviceAccountName",
+                    f"{account!r} is not allowed here; allowed: {', '.join(self.allowed_service_accounts)}",
+                )
+            )
+        return issues
 
     @classmethod
     def load(cls, path: Path | None = None, environ: dict[str, str] | None = None) -> OperatorConfig:
@@ -49,3 +104,7 @@ class OperatorConfig(BaseModel):
             if env is not None:
                 values[name] = env
         return cls.model_validate(values)
+
+
+def _matches(value: str, patterns: list[str]) -> bool:
+    return any(fnmatchcase(value, p) for p in patterns)

@@ -99,8 +99,11 @@ def test_status_conditions_are_a_list_map() -> None:
 
 def test_cel_rules_where_expressible() -> None:
     tj, ie = (c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] for c in all_crds())
-    replicas_rules = ie["properties"]["replicas"]["x-kubernetes-validations"]
-    assert {"rule": "self.min <= self.max", "message": "min must not exceed max"} in replicas_rules
+    replicas_rules = {
+        r["message"]: r["rule"] for r in ie["properties"]["replicas"]["x-kubernetes-validations"]
+    }
+    assert "has(self.min)" in replicas_rules["min must not exceed max"]
+    assert any(m.startswith("min must be at least 1") for m in replicas_rules)
     for field in ("model", "data", "hyperparameters", "resources", "checkpoint", "output"):
         rules = [r["rule"] for r in tj["properties"][field]["x-kubernetes-validations"]]
         assert "self == oldSelf" in rules, field

@@ -52,6 +52,21 @@ def test_quantity_is_checked() -> None:
     assert api.load(training_job(resources={"accelerator": "cpu", "memory": "16Gi", "cpu": 4}))
 
 
+@pytest.mark.parametrize("bad", ["1e3Gi", "-4Gi", "4Gi2", "1.5.2", "4gi", "4Ki5", "e3", "٣Gi", "4 Gi", ""])
+def test_quantity_follows_the_kubernetes_grammar_and_is_not_negative(bad: str) -> None:
+    assert (
+        "quantity"
+        in issues(training_job(resources={"accelerator": "cpu", "memory": bad}))["spec.resources.memory"]
+    )
+
+
+@pytest.mark.parametrize(
+    "good", ["1e3", "1.5E-2", "+4Gi", "500m", ".5", "5.", "128974848", "129M", "123Mi", "2k"]
+)
+def test_kubernetes_quantities_are_accepted(good: str) -> None:
+    assert api.load(training_job(resources={"accelerator": "cpu", "memory": good}))
+
+
 def test_model_needs_exactly_one_source() -> None:
     assert "exactly one" in issues(training_job(model={}))["spec.model"]
     assert "exactly one" in issues(training_job(model={"preset": "tiny", "base": "s3://b/m"}))["spec.model"]
@@ -111,14 +126,35 @@ def test_names_fit_every_derived_object(name: str, fragment: str) -> None:
     assert fragment in issues(doc)["metadata.name"]
 
 
-def test_longest_allowed_name_keeps_children_within_63() -> None:
-    from llmops_core.api.validation import MAX_NAME, TRAINING_SUFFIXES
+def kubeflow_names(job: dict) -> list[str]:
+    """The Pods and headless Services Kubeflow creates per replica: <job>-<role>-<index>."""
+    name, specs = job["metadata"]["name"], job["spec"]["pytorchReplicaSpecs"]
+    return [f"{name}-{role.lower()}-{i}" for role, spec in specs.items() for i in range(spec["replicas"])]
 
-    longest = "a" * MAX_NAME["TrainingJob"]
-    doc = training_job()
-    doc["metadata"]["name"] = longest
-    api.load(doc)
-    assert all(len(longest + s) <= 63 for s in TRAINING_SUFFIXES)
+
+def test_longest_allowed_names_keep_every_derived_name_a_label() -> None:
+    """The longest name validation accepts, rendered with every child and the most nodes, names no
+    object (ours or Kubeflow's) longer than a DNS label; one character more is refused."""
+    from llmops_core.api.names import MAX_NAME
+    from llmops_operator.render import render
+
+    nodes = api.TrainingJob.model_json_schema()["$defs"]["Resources"]["properties"]["nodes"]["maximum"]
+    cases = {
+        "TrainingJob": training_job(
+            resources={"accelerator": "cpu", "nodes": nodes},
+            checkpoint={"volumeClaim": {"size": "1Gi"}},
+        ),
+        "InferenceEndpoint": endpoint(replicas={"min": 2, "max": 3}),
+    }
+    for kind, doc in cases.items():
+        doc["metadata"]["name"] = "a" * MAX_NAME[kind]
+        rendered = render(api.load(doc))
+        derived = [o["metadata"]["name"] for o in rendered]
+        derived += [n for o in rendered if o["kind"] == "PyTorchJob" for n in kubeflow_names(o)]
+        assert len(derived) >= 4
+        assert max(map(len, derived)) == 63, f"{kind}: longer than a label, or a limit stricter than needed"
+        doc["metadata"]["name"] += "a"
+        assert "at most" in issues(doc)["metadata.name"]
 
 
 @pytest.mark.parametrize(
@@ -149,6 +185,9 @@ def test_rwo_checkpoint_claim_on_many_nodes() -> None:
 
 def test_replicas_ordered_and_quantization_per_runtime() -> None:
     assert "must not exceed" in issues(endpoint(replicas={"min": 3, "max": 2}))["spec.replicas"]
+    assert (
+        "scaling to zero is not supported" in issues(endpoint(replicas={"min": 0, "max": 3}))["spec.replicas"]
+    )
     assert (
         "runtime llmops supports"
         in issues(endpoint(server={"quantization": "awq"}))["spec.server.quantization"]

@@ -48,7 +48,7 @@ def test_validate_reports_file_document_and_field(tmp_path: Path) -> None:
     result = run("validate", path)
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
-    assert f"{path}:2: spec.replicas: min (5) must not exceed max (2)" in lines
+    assert f"{path}:2: spec.replicas: min must not exceed max" in lines
     assert any(
         line.startswith(f"{path}:3: spec.resources.instanceTypes[0]: p5.48xlarge carries") for line in lines
     )
@@ -142,3 +142,14 @@ def test_console_entry_point_runs_as_a_module() -> None:
         check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_render_names_what_the_allow_lists_refuse(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text('allowed_images: ["registry.example/ml/*"]\n')
+    doc = endpoint()
+    doc["spec"]["image"] = "evil.example/miner:1"
+    result = run("render", "--config", str(config), "-", stdin=yaml.safe_dump(doc))
+    assert result.exit_code == 1 and not result.stdout
+    assert "spec.image: 'evil.example/miner:1' is not allowed here" in result.stderr
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr

@@ -10,7 +10,7 @@ import kopf
 from click.testing import CliRunner
 
 from llmops.main import cli
-from llmops_operator.controller import registry
+from llmops_operator.controller import handlers
 
 ROOT = Path(__file__).parents[2]
 
@@ -20,8 +20,6 @@ def test_help_lists_the_options():
     for option in (
         "--namespace",
         "--all-namespaces",
-        "--standalone",
-        "--peering",
         "--liveness",
         "--log-format",
     ):
@@ -46,7 +44,7 @@ def test_the_cli_does_not_import_kopf_until_the_operator_runs():
 
 def test_settings_use_our_annotation_prefix_and_post_events():
     settings = kopf.OperatorSettings()
-    registry.configure(settings)
+    handlers.configure(settings)
     assert settings.persistence.progress_storage.prefix == "llmops.dev"
     assert settings.persistence.diffbase_storage.prefix == "llmops.dev"
     assert settings.persistence.diffbase_storage.key == "last-handled-configuration"

@@ -13,7 +13,7 @@ from op_harness import PTJ, TJ_API, condition, eventually, running, training_job
 
 from llmops_core import api
 from llmops_operator import render
-from llmops_operator.controller import cache, children, desired, kube, registry, settings, training
+from llmops_operator.controller import cache, children, desired, handlers, kube, settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,7 +72,7 @@ def test_an_echo_of_our_own_write_is_not_news():
 
 
 def test_kopf_diff_base_is_built_for_parents_only():
-    storage = registry.ParentsDiffBaseStorage(prefix="llmops.dev", key="last-handled-configuration")
+    storage = handlers.ParentsDiffBaseStorage(prefix="llmops.dev", key="last-handled-configuration")
     child = kopf.Body(
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 2}}
     )
@@ -88,40 +88,43 @@ def test_kopf_diff_base_is_built_for_parents_only():
     assert storage.build(body=parent) == {"spec": {"a": 1}}
 
 
-async def test_check_runs_before_any_patch_however_the_child_was_found():
-    """The PyTorchJob's immutability guard: a child found by the 409 read, or handed over from the
-    watch cache mid-pass, goes through ``check`` before it can be patched."""
+async def test_ensure_never_takes_over_what_it_does_not_own_and_leaves_create_only_children_alone():
+    """A same-named object without our controller reference is reported, never patched, however it
+    was found (the 409 read or the cache); a create-only child is never changed once it exists."""
     emu = LeanEmulator()
     declare(emu)
     async with emu, kmock.Server(emu) as server:
         kube.configure(kube.Connection(server=str(server.url)))
-        child = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"namespace": "default", "name": "c", "uid": "u"},
-            "data": {"a": "1"},
+        owner = {
+            "apiVersion": "llmops.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "o", "namespace": "default", "uid": "u1"},
         }
-        assert await children.ensure(copy.deepcopy(child)) == "created"
+        child = children.adopt(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}}, owner
+        )
+        action, _ = await children.ensure(copy.deepcopy(child), None)
+        assert action == "created"
         changed = copy.deepcopy(child)
         changed["data"]["a"] = "2"
-
-        def refuse(wanted, found):
-            assert wanted is changed and found["data"] == {"a": "1"}
-            raise training.Immutable(found, ["spec.x"])
-
-        with pytest.raises(training.Immutable):
-            await children.ensure(changed, check=refuse)  # create -> 409 -> read
+        assert (await children.ensure(copy.deepcopy(changed), None, create_only=True))[0] == "unchanged"
+        assert (await kube.get(children.url_of(child)))["data"] == {"a": "1"}
+        other = {**owner, "metadata": {**owner["metadata"], "uid": "u2"}}
+        theirs = children.adopt(copy.deepcopy(changed), other)
+        with pytest.raises(children.NotOurs):
+            await children.ensure(copy.deepcopy(theirs), None)  # create -> 409 -> read: not ours
         found = await kube.get(children.url_of(child))
-        with pytest.raises(training.Immutable):
-            await children.ensure(changed, found, check=refuse)  # from the cache
-        assert (await kube.get(children.url_of(child)))["data"] == {"a": "1"}  # not patched
-        assert await children.ensure(changed) == "updated"
+        with pytest.raises(children.NotOurs):
+            await children.ensure(copy.deepcopy(theirs), found)  # from the cache
+        assert (await kube.get(children.url_of(child)))["data"] == {"a": "1"}  # untouched
+        assert (await children.ensure(copy.deepcopy(changed), None))[0] == "updated"
+        assert (await kube.get(children.url_of(child)))["data"] == {"a": "2"}
         await kube.close()
 
 
-async def test_a_leftover_pytorchjob_with_another_spec_stalls_a_new_job():
-    """A new TrainingJob (no status yet: its PyTorchJob is not read first) whose PyTorchJob exists with
-    another spec, as after a crash between the two: reported, and the job is left alone."""
+async def test_a_leftover_pytorchjob_of_another_parent_is_reported_and_left_alone():
+    """A new TrainingJob whose PyTorchJob name is taken by the job of an earlier TrainingJob of the
+    same name (no garbage collector here): a name conflict, reported; the old job is left alone."""
     async with running() as (cluster, op, _emu):
         await cluster.create(training_job("tiny"))
         old = await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
@@ -145,11 +148,11 @@ async def test_a_leftover_pytorchjob_with_another_spec_stalls_a_new_job():
         async def stalled():
             obj = await cluster.get(*TJ_API, "tiny")
             c = condition(obj, "Stalled")
-            assert c.get("reason") == "ImmutableField", obj.get("status")  # shown if it times out
+            assert c.get("reason") == "NameConflict", obj.get("status")  # shown if it times out
             return c
 
-        c = await eventually(stalled, what="Stalled ImmutableField")
-        assert "spec.hyperparameters" in c["message"]
+        c = await eventually(stalled, what="Stalled NameConflict")
+        assert "not owned by this resource" in c["message"] and "(and 6 more)" in c["message"]
         assert (await cluster.get(*PTJ, "tiny"))["spec"] == old["spec"]
 
 
@@ -188,3 +191,33 @@ async def test_lean_emulator_answers_like_a_kubernetes_api():
         assert len(await kube.list_("/api/v1/configmaps")) == 2  # all namespaces
         assert len(emu) >= 9 and len(emu["get"]) >= 5  # the request history stays readable
         await kube.close()
+
+
+async def test_child_lists_and_watches_are_filtered_by_the_api_server():
+    """Every child kind is listed and watched with our label selector, so the operator never receives
+    the cluster's other ConfigMaps, Services, Deployments or pods."""
+    async with running() as (cluster, _op, emu):
+        await cluster.create(training_job("tiny"))
+        await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
+        from urllib.parse import parse_qs
+
+        reads = [
+            (path, parse_qs(query))
+            for method, path, query in emu.log
+            if method == "GET" and path.rstrip("/").split("/")[-1] in CHILD_PLURALS
+        ]
+        kinds = {path.rstrip("/").split("/")[-1] for path, _ in reads}
+        assert kinds == CHILD_PLURALS, kinds  # each kind listed/watched
+        for path, query in reads:
+            assert query.get("labelSelector") == ["app.kubernetes.io/managed-by=llmops-operator"], path
+
+
+CHILD_PLURALS = {
+    "pytorchjobs",
+    "deployments",
+    "horizontalpodautoscalers",
+    "poddisruptionbudgets",
+    "services",
+    "configmaps",
+    "pods",
+}

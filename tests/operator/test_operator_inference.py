@@ -37,6 +37,8 @@ async def test_create_children_status_and_readiness():
                 "status": {
                     "replicas": 3,
                     "readyReplicas": 3,
+                    "updatedReplicas": 3,
+                    "availableReplicas": 3,
                     "conditions": [{"type": "Available", "status": "True"}],
                 }
             },

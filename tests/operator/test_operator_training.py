@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 import pytest
@@ -215,6 +216,27 @@ async def test_suspend_goes_through_and_other_edits_stall():
         job = await cluster.get(*PTJ, "tiny")
         assert "0.01" not in str(job["metadata"]["annotations"])  # the job itself was left alone
         assert (await get_status(cluster, TJ_API, "tiny"))["observedGeneration"] == 3
+        # the job runs on as it started, and its status still follows it to the end
+        done = [{"type": "Succeeded", "status": "True", "message": "done"}]
+        await cluster.patch(*PTJ, "tiny", {"status": {"conditions": done}}, sub="status")
+
+        async def succeeded():
+            return (await get_status(cluster, TJ_API, "tiny")).get("phase") == "Succeeded"
+
+        await eventually(succeeded, what="Succeeded after an ignored edit")
+
+
+async def test_an_operator_configuration_change_never_patches_a_started_job(monkeypatch):
+    """New images or defaults apply to new jobs; a running PyTorchJob keeps the shape it started with."""
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("steady"))
+        before = await eventually(lambda: cluster.get(*PTJ, "steady"), what="the PyTorchJob")
+        changed = settings.config().model_copy(update={"trainer_image": "registry.example/other:2"})
+        monkeypatch.setattr(settings, "_config", changed)
+        await asyncio.sleep(4)  # two periodic passes with the new configuration
+        after = await cluster.get(*PTJ, "steady")
+        assert after["spec"]["pytorchReplicaSpecs"] == before["spec"]["pytorchReplicaSpecs"]
+        assert condition(await cluster.get(*TJ_API, "steady"), "Stalled").get("status") == "False"
 
 
 async def test_invalid_spec_stalls_naming_the_field():
@@ -255,3 +277,121 @@ async def test_missing_pytorchjob_crd_stalls_then_recovers():
             return condition(await cluster.get(*TJ_API, "tiny"), "Stalled").get("status") == "False"
 
         await eventually(unstalled, what="Stalled=False")
+
+
+async def test_a_finished_job_is_final_when_its_pytorchjob_goes():
+    """Kubeflow's ttlSecondsAfterFinished deletes a finished PyTorchJob: the TrainingJob keeps its
+    outcome and nothing is created again (no new run every TTL)."""
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("once"))
+        await eventually(lambda: cluster.get(*PTJ, "once"), what="the PyTorchJob")
+        done = [{"type": "Succeeded", "status": "True", "message": "done"}]
+        await cluster.patch(*PTJ, "once", {"status": {"conditions": done}}, sub="status")
+
+        async def succeeded():
+            return (await get_status(cluster, TJ_API, "once")).get("phase") == "Succeeded"
+
+        await eventually(succeeded, what="Succeeded")
+        await cluster.delete(*PTJ, "once")  # the TTL controller's delete
+        await asyncio.sleep(4)  # two periodic passes (1.5 s) and the delete's watch event
+        assert await cluster.get(*PTJ, "once") is None
+        st = await get_status(cluster, TJ_API, "once")
+        assert st["phase"] == "Succeeded" and condition({"status": st}, "Succeeded")["status"] == "True"
+
+
+async def test_a_failed_job_is_stalled_for_kstatus_tools():
+    """Flux and Helm 4's --wait (kstatus) read Stalled=True as failed; a failed job must say so."""
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("sad"))
+        await eventually(lambda: cluster.get(*PTJ, "sad"), what="the PyTorchJob")
+        failed = [{"type": "Failed", "status": "True", "message": "exit code 3"}]
+        await cluster.patch(*PTJ, "sad", {"status": {"conditions": failed}}, sub="status")
+
+        async def stalled():
+            obj = await cluster.get(*TJ_API, "sad")
+            c = condition(obj, "Stalled")
+            return c.get("status") == "True" and c.get("reason") == "Failed" and c
+
+        assert "exit code 3" in (await eventually(stalled, what="Stalled Failed"))["message"]
+
+
+async def test_a_child_the_api_server_refuses_does_not_stop_status():
+    """A refused write to one child (here a claim: the emulator answers 422) is reported, and the
+    other children and the status still follow the job."""
+    async with running() as (cluster, _op, emu):
+        original = emu._handle
+
+        async def refuse_claims(request):
+            if (
+                request.resource
+                and "persistentvolumeclaims" in str(request.resource)
+                and str(request.method).upper().endswith("POST")
+            ):
+                import aiohttp.web
+
+                return aiohttp.web.json_response({"kind": "Status", "code": 422, "message": "no"}, status=422)
+            return await original(request)
+
+        emu._handle = refuse_claims
+        await cluster.create(training_job("half"))
+        await eventually(lambda: cluster.get(*PTJ, "half"), what="the PyTorchJob")
+        running_conds = [{"type": "Running", "status": "True"}]
+        await cluster.patch(*PTJ, "half", {"status": {"conditions": running_conds}}, sub="status")
+
+        async def reported():
+            obj = await cluster.get(*TJ_API, "half")
+            c = condition(obj, "Stalled")
+            return obj["status"].get("phase") == "Running" and c.get("reason") == "ApplyFailed" and c
+
+        c = await eventually(reported, what="Running with ApplyFailed")
+        assert "PersistentVolumeClaim/half-checkpoints" in c["message"]
+
+
+async def test_an_image_outside_the_allow_list_is_refused_and_nothing_is_created(monkeypatch):
+    policy = settings.config().model_copy(update={"allowed_images": ["registry.example/ml/*"]})
+    monkeypatch.setattr(settings, "_config", policy)
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(training_job("rogue", image="evil.example/miner:1"))
+
+        async def refused():
+            c = condition(await cluster.get(*TJ_API, "rogue"), "Stalled")
+            return c.get("reason") == "InvalidSpec" and c
+
+        c = await eventually(refused, what="Stalled InvalidSpec")
+        assert "spec.image" in c["message"] and "evil.example/miner:1" in c["message"]
+        assert await cluster.get(*PTJ, "rogue") is None
+
+
+BIG = {
+    "model": {"preset": "1b"},
+    "data": {"train": "s3://bucket/data/"},
+    "hyperparameters": {"maxSteps": 10, "batchSize": 16, "sequenceLength": 2048},
+    "resources": {"accelerator": "nvidia-gpu", "acceleratorsPerNode": 1, "instanceTypes": ["g5.xlarge"]},
+    "output": {"location": "s3://bucket/out/"},
+}
+
+
+@pytest.mark.parametrize("policy", ["warn", "refuse"])
+async def test_a_job_too_big_for_its_accelerators_is_flagged_before_any_pod(policy, monkeypatch):
+    """The same estimate as ``llmops estimate``: warn sets FitsAccelerators=False and goes on; refuse
+    creates nothing and says what would fit."""
+    monkeypatch.setattr(settings, "_config", settings.config().model_copy(update={"fit_check": policy}))
+    async with running() as (cluster, _op, _emu):
+        doc = training_job("big")
+        doc["spec"] = BIG
+        await cluster.create(doc)
+
+        async def flagged():
+            c = condition(await cluster.get(*TJ_API, "big"), "FitsAccelerators")
+            return c.get("status") == "False" and c
+
+        c = await eventually(flagged, what="FitsAccelerators=False")
+        assert c["reason"] == "InsufficientAcceleratorMemory" and "g5.xlarge" in c["message"]
+        assert "would fit" in c["message"]
+        if policy == "warn":
+            assert await eventually(lambda: cluster.get(*PTJ, "big"), what="the PyTorchJob all the same")
+        else:
+            stalled = condition(await cluster.get(*TJ_API, "big"), "Stalled")
+            assert stalled["reason"] == "InsufficientAcceleratorMemory"
+            await asyncio.sleep(2)
+            assert await cluster.get(*PTJ, "big") is None

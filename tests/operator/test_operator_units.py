@@ -9,10 +9,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmops_operator.controller import children, conditions, kube, progress, training
+from llmops_operator.controller import (
+    cache,
+    children,
+    conditions,
+    informer,
+    kube,
+    progress,
+    retries,
+    training,
+)
 from llmops_operator.controller.common import handle
 from llmops_operator.controller.inference import replica_state, selector_string
-from llmops_operator.controller.settings import TUNABLES
+from llmops_operator.controller.settings import TUNABLES, Tunables
 
 
 def test_transition_time_changes_only_with_status():
@@ -117,11 +126,17 @@ def test_replica_state_and_selector():
     assert replica_state(None, 2)[:3] == ("Pending", False, "Progressing")
     dep = {"spec": {"replicas": 3}, "status": {"readyReplicas": 1}}
     assert replica_state(dep, 2)[0] == "Degraded"
-    dep = {
-        "spec": {},
-        "status": {"readyReplicas": 2, "conditions": [{"type": "Available", "status": "True"}]},
-    }
+    done = {"readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "observedGeneration": 4}
+    dep = {"metadata": {"generation": 4}, "spec": {}, "status": done}
     assert replica_state(dep, 2)[:3] == ("Ready", True, "Available")
+    # a rollout in progress is not Ready, though every old replica still serves
+    rolling = {**dep, "status": {**done, "updatedReplicas": 1}}
+    assert replica_state(rolling, 2)[:2] == ("Degraded", False)
+    unseen = {**dep, "metadata": {"generation": 5}}  # the controller has not seen the new spec yet
+    assert replica_state(unseen, 2)[1] is False
+    stuck = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "m"}
+    failed = {**dep, "status": {**done, "conditions": [stuck]}}
+    assert replica_state(failed, 2)[:3] == ("Degraded", False, "RolloutFailed")
     assert selector_string({"b": "2", "a": "1"}) == "a=1,b=2"
 
 
@@ -162,27 +177,34 @@ def test_contains_reads_children_as_the_api_server_writes_them_back():
     assert not children.contains(
         {**canonical, "env": [{"name": "A", "value": "500m"}]}, desired
     )  # not a quantity
-    assert not children.contains({**canonical, "tolerations": [{"key": "x"}]}, desired)
+    # what other writers add (Kueue's tolerations, an injected sidecar) is not drift; losing ours is
+    assert children.contains({**canonical, "tolerations": [{"key": "x"}]}, desired)
+    ours = {**desired, "tolerations": [{"key": "gpu", "operator": "Exists"}]}
+    theirs = {**canonical, "tolerations": [{"key": "kueue"}, {"key": "gpu", "operator": "Exists"}]}
+    assert children.contains(theirs, ours)
+    assert not children.contains({**canonical, "tolerations": [{"key": "kueue"}]}, ours)
+    sidecar = {**canonical, "env": [{"name": "SIDECAR", "value": "1"}, {"name": "A", "value": "0.5"}]}
+    assert children.contains(sidecar, desired)
     assert not children.contains({**canonical, "resources": {"limits": {"cpu": "lots"}}}, desired)
 
 
 @pytest.mark.parametrize("status", [409, 429, 500, 503])
 async def test_a_transient_api_error_retries_the_handler_after_the_short_backoff(status):
-    async def reconcile(ns, name, reason):
+    async def reconcile(ns, name, **options):
         raise kube.ApiError(status, "Unwell")
 
     with pytest.raises(kopf.TemporaryError) as e:
-        await handle(kopf.Body(PARENT), reconcile, "create")
+        await handle(kopf.Body(PARENT), reconcile)
     assert e.value.delay == TUNABLES.error_backoff_seconds
 
 
 @pytest.mark.parametrize("status", [403, 404, 422])
 async def test_other_api_errors_are_left_to_kopf(status):
-    async def reconcile(ns, name, reason):
+    async def reconcile(ns, name, **options):
         raise kube.ApiError(status, "No")
 
     with pytest.raises(kube.ApiError):
-        await handle(kopf.Body(PARENT), reconcile, "create")
+        await handle(kopf.Body(PARENT), reconcile)
 
 
 PARENT = {
@@ -191,3 +213,76 @@ PARENT = {
     "metadata": {"name": "j", "namespace": "ns", "uid": "u"},
     "spec": {},
 }
+
+
+@pytest.mark.parametrize(
+    ("api_key", "token"),
+    [
+        ({"authorization": "bearer abc.def"}, "abc.def"),  # the in-cluster loader
+        ({"authorization": "Bearer abc.def"}, "abc.def"),  # the kubeconfig loader
+        ({"BearerToken": "abc.def"}, "abc.def"),
+        ({}, None),
+    ],
+)
+def test_the_bearer_token_is_sent_once_whatever_the_loader_wrote(api_key, token):
+    assert kube.bearer_token(api_key) == token
+
+
+def test_tunables_come_from_the_environment_when_the_operator_starts():
+    t = Tunables()
+    t.load_env({"LLMOPS_OPERATOR_RESYNC_SECONDS": "7", "LLMOPS_OPERATOR_WATCH_TIMEOUT_SECONDS": "30"})
+    assert t.resync_seconds == 7.0 and t.watch_timeout_seconds == 30
+    with pytest.raises(ValueError, match="LLMOPS_OPERATOR_RESYNC_SECONDS: expected a number, got 'soon'"):
+        t.load_env({"LLMOPS_OPERATOR_RESYNC_SECONDS": "soon"})
+
+
+async def test_a_relist_after_a_gap_reports_children_deleted_meanwhile(monkeypatch):
+    """After a 410 the kind is listed again; a cached child missing from the list was deleted while
+    the watch was down, and its parent is reconciled (so the child is restored)."""
+    cache.clear()
+    gone = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "old"}}
+    kept = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "kept"}}
+    cache.remember(gone)
+    cache.remember(kept)
+
+    async def list_page(url, selector):
+        assert selector == informer.SELECTOR
+        return [dict(kept)], "42"
+
+    monkeypatch.setattr(kube, "list_page", list_page)
+    changed = []
+
+    async def on_change(obj):
+        changed.append(obj["metadata"]["name"])
+
+    assert await informer._relist("v1", "configmaps", "ConfigMap", None, on_change) == "42"
+    assert changed == ["old"]
+    assert cache.seen("v1", "ConfigMap", "ns", "old") is None
+    cache.clear()
+
+
+def _pod(name, uid, phase, code=None, reason=None, message=None):
+    state = (
+        {"terminated": {"exitCode": code, "reason": reason, "message": message}} if code is not None else {}
+    )
+    return {
+        "metadata": {"name": name, "uid": uid},
+        "status": {"phase": phase, "containerStatuses": [{"name": "pytorch", "state": state}]},
+    }
+
+
+def test_retries_count_each_retryable_failure_once_and_name_the_permanent_one():
+    pods = [
+        _pod("j-master-0", "a", "Failed", 143, "Error"),
+        _pod("j-worker-0", "b", "Running"),
+        _pod("j-worker-1", "c", "Failed", 3, "Error", "log line\nbad data: /data/x.jsonl is not UTF-8"),
+    ]
+    first = retries.updated([], pods)
+    assert [(r["pod"], r["exitCode"]) for r in first] == [("j-master-0", 143)]
+    assert retries.updated(first, pods) == first  # the same pod is not counted twice
+    again = retries.updated(first, [_pod("j-master-0", "d", "Failed", 137, "OOMKilled")])
+    assert [r["exitCode"] for r in again] == [143, 137]
+    assert "j-master-0 exited 137 (OOMKilled)" in retries.exhausted_message(again, 1)
+    assert (
+        retries.permanent_cause(pods) == "j-worker-1 exited 3 (Error): bad data: /data/x.jsonl is not UTF-8"
+    )

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from llmops_core import api
+from llmops_core.config import OperatorConfig
 from llmops_operator.render import UnresolvedModel, render
 from tests.kube import assert_valid
 from tests.manifests import endpoint
@@ -51,6 +52,13 @@ def test_autoscaled_endpoint_leaves_replicas_to_the_hpa() -> None:
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ep"}
     assert hpa["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 80}
     assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_replicas_without_max_is_a_fixed_size() -> None:
+    out = objects(replicas={"min": 3})
+    assert out["Deployment"]["spec"]["replicas"] == 3 and "HorizontalPodAutoscaler" not in out
+    hpa = objects(replicas={"max": 4})["HorizontalPodAutoscaler"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 4)
 
 
 def test_requests_in_flight_metric() -> None:
@@ -151,6 +159,25 @@ def test_vllm_from_s3_stages_the_model_first() -> None:
     assert init["command"] == ["python", "-m", "llmops_core.storage", "fetch", "s3://bucket/llama/", "/model"]
     args = server(out)["args"]
     assert args[args.index("--model") + 1] == "/model"
+
+
+def test_model_download_is_bounded() -> None:
+    """The fetch-model init container has requests and a memory limit; the /model volume a size
+    limit, requested as ephemeral storage so the pod lands where the model fits."""
+    s3 = {"location": "s3://bucket/llama/"}
+    init = pod(objects(runtime="vllm", resources=GPU, model=s3))["initContainers"][0]
+    assert init["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "100Gi"}, "limits": {"memory": "2Gi"},
+    }  # fmt: skip
+    sized = objects(runtime="vllm", resources={**GPU, "modelVolumeSize": "300Gi"}, model=s3)
+    volumes = {v["name"]: v for v in pod(sized)["volumes"]}
+    assert volumes["model"]["emptyDir"] == {"sizeLimit": "300Gi"}
+    assert pod(sized)["initContainers"][0]["resources"]["requests"]["ephemeral-storage"] == "300Gi"
+    config = OperatorConfig(fetch_cpu="2", fetch_memory="4Gi", model_volume_size="50Gi")
+    rendered = render(api.load(endpoint(runtime="vllm", resources=GPU, model=s3)), config)
+    deployment = next(o for o in rendered if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert deployment["initContainers"][0]["resources"]["limits"] == {"memory": "4Gi"}
+    assert {v["name"]: v for v in deployment["volumes"]}["model"]["emptyDir"] == {"sizeLimit": "50Gi"}
 
 
 def test_api_key_secret() -> None:

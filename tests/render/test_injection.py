@@ -8,18 +8,24 @@ held a sentinel must hold its hostile text verbatim.
 
 from __future__ import annotations
 
+import re
+from importlib import resources
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmops_core import api
 from llmops_operator.render import render
+from llmops_operator.render.engine import environment, to_object
 
 HOSTILE = (
     'x"\n  injected: true\n---\napiVersion: v1\nkind: Secret\n'
     "{{ 7*7 }} {% if true %}jinja{% endif %} 'single' \"double\" key: value # not a comment "
-    "\\n \t tab \u2028 line-sep \u2029 para \x85 nel \ufeff bom \x7f del ünïcödé 🚀 &anchor *alias !!python/object:os.system [list] {map}"
+    "\\n \t\u2028 \u2029 \x85 \ufeff \x7f \x9b \\/ ünïcödé 🚀 &anchor *alias "
+    '!!python/object:os.system [list] {map} "}, {"k": 1}'
 )
 
 
@@ -107,39 +113,89 @@ def test_hostile_strings_keep_the_shape(make: Any) -> None:
 
 
 def test_templates_cannot_emit_unencoded_values() -> None:
-    from llmops_operator.render.engine import environment
-
     template = environment().from_string("key: {{ value }}")
-    with pytest.raises(TypeError, match="`j` filter"):
+    with pytest.raises(TypeError, match="`tojson` filter"):
         template.render(value="a: b")
-    assert environment().from_string("key: {{ value | j }}").render(value="a\n: b") == 'key: "a\\n: b"'
+    text = environment().from_string("key: {{ value | tojson }}").render(value="a\n: b")
+    assert text == 'key: !json "\\"a\\\\n: b\\""', "one tagged scalar holding the value's JSON"
 
 
-def test_values_never_reach_yaml_and_placeholders_cannot_be_forged() -> None:
-    """Inside a render, ``j`` prints a placeholder and the value comes back from its JSON after parsing:
-    a user string shaped like a placeholder stays a string, and no template text can be mistaken for one."""
-    from importlib import resources
-
-    from llmops_operator.render.engine import _PLACEHOLDER, render_template
-
-    forged = "@llmops:0@"
-    obj = render_template(
-        "training/serviceaccount.yaml.j2", name=forged, namespace="ns", labels={"a": forged}
-    )
-    assert obj["metadata"]["name"] == forged and obj["metadata"]["labels"] == {"a": forged}
-    for path in resources.files("llmops_operator").joinpath("templates").rglob("*.j2"):
-        assert not _PLACEHOLDER.search(path.read_text()), f"{path}: template text looks like a placeholder"
+@pytest.mark.parametrize("value", [HOSTILE, {"k\u2028": ["\x85", 1e-05]}], ids=["hostile", "nested"])
+def test_values_reach_yaml_as_printable_ascii(value: Any) -> None:
+    text = environment().from_string("{{ value | tojson }}").render(value=value)
+    assert text.isascii() and text.isprintable() and text.startswith('!json "') and text.endswith('"')
 
 
-def test_j_inside_a_larger_scalar_is_refused() -> None:
-    from llmops_operator.render import engine
+def read_back(value: Any) -> Any:
+    text = environment().from_string("key: {{ value | tojson }}\n").render(value=value)
+    return to_object(text, "test")["key"]
 
-    template = engine.environment().from_string("kind: X\nname: prefix-{{ name | j }}\n")
-    values: list[str] = []
-    token = engine._values.set(values)
-    try:
-        text = template.render(name="a")
-    finally:
-        engine._values.reset(token)
-    with pytest.raises(ValueError, match="whole value"):
-        engine._fill(engine._skeleton(text), values)
+
+# Where JSON and YAML 1.1 disagree: line breaks YAML folds even inside quotes (NEL, U+2028/9),
+# characters it refuses (DEL, C1, BOM, U+FFFE/F, lone surrogates), `\/`, exponent floats YAML 1.1
+# reads as strings, keys over YAML's 1024-character limit.
+TRICKY = [
+    "a\x85b", "a\u2028b", "a\u2029b", "\x7f\x80\x9b\x9f", "\ufeffbom", "\ufffe\uffff", "\\/ </script>",
+    "\u0000\b\f\v\x1c\x1d\x1e", "🚀", "lone \ud800 surrogate", {"k" * 2000: "long key"}, 1e-05, 1e20, -2.5e-300, 0.1, 2**70, -0.0, True, None,
+    {"a: b": ["c\n- d", {"---": "&x *x"}]}, [], {},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", TRICKY, ids=repr)
+def test_json_values_read_back_exactly(value: Any) -> None:
+    back = read_back(value)
+    assert back == value and type(back) is type(value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_any_json_value_reads_back_exactly(value: Any) -> None:
+    assert read_back(value) == value
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=repr)
+def test_values_json_cannot_carry_are_refused(value: Any) -> None:
+    with pytest.raises(ValueError, match="JSON compliant"):
+        read_back(value)
+
+
+TEMPLATES = sorted(resources.files("llmops_operator").joinpath("templates").rglob("*.j2"), key=str)
+EXPRESSION = re.compile(r"\{\{.*?\}\}")
+# A value is a whole YAML node: a block value (`key: `), a list item (`- `), a flow item (`[`, `, `)
+# or a block mapping key at the start of a line; after it the line, its flow item, or its key ends.
+BEFORE = re.compile(r"(^\s*|: |- |\[|, )$")
+AFTER = re.compile(r"^(:?$|[,\]}])")
+
+
+def misplaced(line: str) -> list[str]:
+    """The expressions of a template line that are not whole YAML nodes or skip ``tojson``."""
+    return [
+        m.group()
+        for m in EXPRESSION.finditer(line)
+        if not (BEFORE.search(line[: m.start()]) and AFTER.match(line[m.end() :]))
+        or not m.group()[2:-2].strip().endswith("| tojson")
+    ]
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_every_value_is_a_whole_node_through_tojson(path: Any) -> None:
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        assert not misplaced(line), f"{path.name}:{number}: {misplaced(line)} must be whole YAML nodes"
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["  name: prefix-{{ name | tojson }}", "  name: {{ name | tojson }}-suffix", "  name: {{ name }}",
+     "  k: [{{ a | tojson }} x]", "  {{ key | tojson }}: {{ value | string }}"],
+)  # fmt: skip
+def test_the_node_check_catches_misplaced_values(line: str) -> None:
+    assert misplaced(line)
+    assert not misplaced('  command: ["sleep", {{ s | tojson }}, "/model"]')

@@ -45,8 +45,11 @@ def test_single_node_has_only_a_master() -> None:
     assert list(job["spec"]["pytorchReplicaSpecs"]) == ["Master"]
     assert job["spec"]["nprocPerNode"] == "1"
     c = container(job)
-    assert c["name"] == "pytorch" and c["command"] == ["torchrun"]
-    assert c["args"] == ["-m", "llmops_train", "--job", "/etc/llmops/job.yaml"]
+    # the launcher runs torchrun and turns what happened into a retryable or permanent exit code
+    assert c["name"] == "pytorch" and c["command"] == ["python", "-m", "llmops_train.launch"]
+    assert c["args"] == ["--job", "/etc/llmops/job.yaml"]
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert pod(job)["terminationGracePeriodSeconds"] >= 120  # a checkpoint on SIGTERM
 
 
 def test_multi_node_gpu_job() -> None:
@@ -73,9 +76,43 @@ def test_multi_node_gpu_job() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("instance_types", "devices", "processes"),
+    [
+        (["trn1.32xlarge"], 16, "32"),
+        (["trn1n.32xlarge"], 8, "16"),
+        (["trn2.48xlarge"], 16, "64"),
+        ([], 1, "2"),
+    ],
+)
+def test_trainium_runs_one_process_per_neuroncore(
+    instance_types: list[str], devices: int, processes: str
+) -> None:
+    res = {"accelerator": "aws-trainium", "acceleratorsPerNode": devices, "instanceTypes": instance_types}
+    job = objects(image="registry.example/neuron-trainer:1", resources=res)["PyTorchJob"]
+    assert job["spec"]["nprocPerNode"] == processes
+    assert container(job)["resources"]["limits"]["aws.amazon.com/neuron"] == devices
+
+
+def test_trainium_generations_cannot_mix() -> None:
+    res = {"accelerator": "aws-trainium", "instanceTypes": ["trn1.32xlarge", "trn2.48xlarge"]}
+    with pytest.raises(api.SpecError, match="NeuronCores per device"):
+        api.load(training_job(resources=res))
+
+
+def test_workers_run_the_masters_pod_as_their_own_copy() -> None:
+    job = objects(resources={"accelerator": "cpu", "nodes": 3})["PyTorchJob"]
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert specs["Worker"]["replicas"] == 2
+    assert specs["Worker"]["template"] == specs["Master"]["template"]
+    pod(job, "Worker")["containers"][0]["env"].append({"name": "ONLY", "value": "worker"})
+    pod(job, "Worker")["securityContext"]["runAsUser"] = 1
+    assert "ONLY" not in env(job) and pod(job)["securityContext"]["runAsUser"] == 10001
+
+
 def test_trainium_uses_neuron_resources_and_taint() -> None:
     res = {"accelerator": "aws-trainium", "acceleratorsPerNode": 16, "instanceTypes": ["trn1.32xlarge"]}
-    job = objects(resources=res)["PyTorchJob"]
+    job = objects(image="registry.example/neuron-trainer:1", resources=res)["PyTorchJob"]
     assert container(job)["resources"]["limits"]["aws.amazon.com/neuron"] == 16
     assert "nvidia.com/gpu" not in container(job)["resources"]["limits"]
     assert pod(job)["tolerations"][0]["key"] == "aws.amazon.com/neuron"

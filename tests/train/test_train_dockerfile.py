@@ -36,11 +36,10 @@ def test_runs_as_the_pods_non_root_user_with_a_cpu_or_cuda_build_arg() -> None:
     assert any(op == "RUN" and '".[train,aws]"' in args for op, args in ops)
 
 
-def test_entrypoint_suits_torchrun_and_its_module_imports() -> None:
+def test_entrypoint_is_the_launcher_and_its_modules_import() -> None:
     ops = dict(_instructions())
-    assert ops["ENTRYPOINT"] == '["torchrun"]'
-    cmd = ops["CMD"]
-    module = re.search(r'"-m", "([\w.]+)"', cmd).group(1)
-    assert module == "llmops_train" and '"/etc/llmops/job.yaml"' in cmd
-    main = importlib.import_module(f"{module}.__main__")
-    assert callable(main.main)
+    assert ops["ENTRYPOINT"] == '["python", "-m", "llmops_train.launch"]'
+    assert ops["CMD"] == '["--job", "/etc/llmops/job.yaml"]'
+    launch = importlib.import_module("llmops_train.launch")
+    trainer = importlib.import_module("llmops_train.__main__")
+    assert callable(launch.main) and callable(trainer.main)

@@ -128,3 +128,83 @@ def test_non_finite_loss_skips_steps_then_aborts_keeping_the_last_good_checkpoin
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("step-*")) == ["step-00000005"]
     bad = [r for r in (tmp_path / "ckpt" / "metrics.jsonl").read_text().splitlines() if '"step": 8,' in r]
     assert bad, "skipped steps are still reported"
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint-dir", "--output"])
+def test_an_unwritable_folder_is_reported_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    job = write_job(tmp_path / "job.yaml")
+    line = _error(capsys, ["--job", str(job), flag, "/proc/llmops-test"])
+    assert "/proc/llmops-test" in line and "not writable" in line
+    assert not (tmp_path / "ckpt" / "metrics.jsonl").exists(), "no step was trained"
+
+
+def test_non_utf8_data_is_one_line_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "latin1.txt"
+    data.write_bytes(CORPUS.read_bytes()[:5000] + "\n\ncaf\xe9\n".encode("latin-1"))
+    job = write_job(tmp_path / "job.yaml", data={"train": str(data)})
+    line = _error(capsys, ["--job", str(job)])
+    assert f"{data}:" in line and "not UTF-8" in line
+
+
+def test_a_nan_learning_rate_says_nan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = write_job(tmp_path / "job.yaml", hyperparameters={"learningRate": float("nan")})
+    line = _error(capsys, ["--job", str(job)])
+    assert "spec.hyperparameters.learningRate" in line and "nan" in line.lower()
+    assert "less than or equal" not in line
+
+
+def test_a_missing_validation_file_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "val.txt"
+    job = write_job(tmp_path / "job.yaml", data={"train": str(CORPUS), "validation": str(missing)})
+    assert _error(capsys, ["--job", str(job)]).endswith(f"validation data {missing} not found")
+
+
+def test_a_non_string_text_field_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "hello"}\n{"text": 42}\n')
+    job = write_job(tmp_path / "job.yaml", data={"train": str(data), "format": "jsonl"})
+    assert f"{data}:2: 'text' is int 42, not a string" in _error(capsys, ["--job", str(job)])
+
+
+def test_a_tokenizer_from_a_failed_small_run_is_not_reused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = tmp_path / "small.txt"
+    small.write_text(CORPUS.read_text()[:3000])
+    job = write_job(tmp_path / "job.yaml", data={"train": str(small)}, hyperparameters={"batchSize": 64})
+    assert "fewer than one global batch" in _error(capsys, ["--job", str(job)])
+    job = write_job(tmp_path / "job.yaml", hyperparameters={"maxSteps": 2, "evalInterval": 1000})
+    assert main(["--job", str(job), "--device", "cpu"]) == 0
+    from transformers import AutoTokenizer
+
+    assert len(AutoTokenizer.from_pretrained(tmp_path / "pvc" / "out" / "model")) == 1024
+
+
+def test_trainium_without_a_neuron_image_is_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = write_job(tmp_path / "job.yaml", resources={"accelerator": "aws-trainium"})
+    line = _error(capsys, ["--job", str(job)])
+    assert "spec.image: aws-trainium needs a Neuron-capable trainer image" in line
+
+
+@pytest.mark.parametrize("how", ["accelerator", "flag"])
+def test_the_bundled_trainer_refuses_neuron_and_xla_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    if how == "accelerator":
+        job = write_job(
+            tmp_path / "job.yaml", image="my-neuron-trainer:1", resources={"accelerator": "aws-trainium"}
+        )
+        argv = ["--job", str(job)]
+    else:
+        argv = ["--job", str(write_job(tmp_path / "job.yaml")), "--device", "xla"]
+    line = _error(capsys, argv)
+    assert "runs on CPUs and NVIDIA GPUs only" in line and "Neuron" in line
+    assert "CUDA GPU was requested" not in line

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.train.helpers import command, env, losses, train, write_job
+from tests.train.helpers import CORPUS, command, env, losses, train, write_job
 
 STEPS = 24
 
@@ -70,7 +70,7 @@ def test_sigkill_then_restart_equals_an_uninterrupted_run_bit_for_bit(
     assert res == ref, f"loss trajectory differs (killed at step {kill_at})"
 
 
-def test_sigterm_checkpoints_at_the_next_step_and_exits_zero(tmp_path: Path) -> None:
+def test_sigterm_checkpoints_at_the_next_step_and_exits_143(tmp_path: Path) -> None:
     job = write_job(
         tmp_path / "job.yaml", hyperparameters={"maxSteps": 10_000}, checkpoint={"interval": 1000}
     )
@@ -120,3 +120,40 @@ def test_corrupted_or_partial_newest_checkpoint_falls_back_to_the_previous(tmp_p
     assert "model.pt checksum mismatch" in result.stderr
     assert f"resumed from {ckpt / 'step-00000005'} at step 5" in result.stderr
     assert not partial.exists(), "a manifest-less directory is cleaned up by the next save"
+
+
+def test_only_this_runs_checkpoints_are_resumed_and_a_broken_root_tokenizer_does_not_matter(
+    tmp_path: Path,
+) -> None:
+    job = write_job(
+        tmp_path / "job.yaml", hyperparameters={"maxSteps": 10}, checkpoint={"interval": 5, "keep": 3}
+    )
+    assert train(tmp_path, job).returncode == 0
+    ckpt = tmp_path / "ckpt"
+
+    # Another job pointed at the same folder: other learning rate and sequence length, other data.
+    other = write_job(
+        tmp_path / "other.yaml",
+        hyperparameters={"maxSteps": 10, "learningRate": 0.001, "sequenceLength": 32},
+        checkpoint={"interval": 5, "keep": 3},
+    )
+    refused = train(tmp_path, other)
+    assert refused.returncode == 2, refused.stderr
+    (line,) = [x for x in refused.stderr.splitlines() if x.startswith("llmops-train: error:")]
+    assert f"checkpoint {ckpt / 'step-00000010'} belongs to a different run" in line
+    assert "hyperparameters.learningRate 0.003 -> 0.001" in line
+    assert "hyperparameters.sequenceLength 64 -> 32" in line
+    data = tmp_path / "other.txt"
+    data.write_text(CORPUS.read_text()[:-200])
+    refused = train(tmp_path, write_job(tmp_path / "data.yaml", data={"train": str(data)}))
+    assert refused.returncode == 2 and "data.train.sha256 differs" in refused.stderr, refused.stderr
+    assert sorted(p.name for p in ckpt.glob("step-*")) == ["step-00000005", "step-00000010"], (
+        "nothing deleted"
+    )
+
+    # A truncated scratch tokenizer: the verified copy inside the checkpoint is what counts.
+    root_tok = ckpt / "tokenizer" / "tokenizer.json"
+    root_tok.write_bytes(root_tok.read_bytes()[:100])
+    result = train(tmp_path, job, "--max-steps", "12")  # maxSteps may change
+    assert result.returncode == 0, result.stderr
+    assert f"resumed from {ckpt / 'step-00000010'} at step 10" in result.stderr

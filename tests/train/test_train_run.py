@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,7 +44,9 @@ def test_keeps_the_last_k_checkpoints_and_the_tokenizer(trained: Path) -> None:
     assert names == ["metrics.jsonl", "step-00000035", "step-00000040", "tokenizer"]
     manifest = json.loads((trained / "ckpt" / "step-00000040" / "manifest.json").read_text())
     assert manifest["step"] == 40 and manifest["format"] == "torch"
-    assert {"model.pt", "optimizer.pt", "trainer.pt", "rng-rank0.pt"} <= set(manifest["files"])
+    assert {"model.pt", "optimizer.pt", "trainer.json", "rng-rank0.pt", "tokenizer/tokenizer.json"} <= set(
+        manifest["files"]
+    )
 
 
 def test_export_loads_with_transformers_and_generates(trained: Path) -> None:
@@ -65,3 +70,50 @@ def test_a_finished_run_restarted_only_re_exports(trained: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "resumed from" in result.stderr and "step-00000040" in result.stderr
     assert max(losses(trained / "ckpt" / "metrics.jsonl")) == 40
+
+
+def test_export_names_a_tokenizer_class_every_supported_transformers_has(trained: Path) -> None:
+    out = trained / "pvc" / "out" / "model"
+    assert (
+        json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"]
+        == "PreTrainedTokenizerFast"
+    )
+    assert json.loads((out / "config.json").read_text())["use_cache"] is True, "generation wants the KV cache"
+
+
+OLD_TRANSFORMERS = os.environ.get("LLMOPS_TEST_OLD_TRANSFORMERS")
+LOAD = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, __version__
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1])
+ids = tok("The Fox and the", return_tensors="pt").input_ids
+with torch.no_grad():
+    logits = model(ids).logits[0, -1]
+print(json.dumps({"version": __version__, "class": type(tok).__name__, "ids": ids[0].tolist(),
+                  "logits": logits[:8].tolist()}))
+"""
+
+
+@pytest.mark.skipif(
+    not OLD_TRANSFORMERS,
+    reason="set LLMOPS_TEST_OLD_TRANSFORMERS to a directory holding transformers 4.x "
+    "(pip install --target DIR --no-deps transformers==4.57.1 tokenizers==0.22.1 huggingface_hub==0.36.0)",
+)
+def test_export_loads_in_transformers_4_as_in_the_newest(trained: Path) -> None:
+    out = trained / "pvc" / "out" / "model"
+
+    def load(pythonpath: str | None) -> dict:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"TRANSFORMERS_VERBOSITY": "error"}
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
+        done = subprocess.run(
+            [sys.executable, "-c", LOAD, str(out)], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    old, new = load(OLD_TRANSFORMERS), load(None)
+    assert old["version"].startswith("4.") and not new["version"].startswith("4.")
+    assert old["ids"] == new["ids"]
+    assert old["logits"] == pytest.approx(new["logits"], abs=1e-5)

@@ -1,10 +1,9 @@
-"""``python -m llmops_train --job FILE`` (or under torchrun): check inputs, train, exit with a clear status.
+"""``python -m llmops_train --job FILE`` (one process, or a worker under torchrun): check inputs, train.
 
-Exit codes: 0 success; 143 (128 + SIGTERM) after a SIGTERM checkpoint, which Kubeflow's ``ExitCode``
-restart policy treats as retryable, so the replacement pod resumes (exit 0 there would mark an
-unfinished job Succeeded); 2 bad input (reported before any heavy work); 1 a failure during training
-(both permanent under that policy). Errors are one line on stderr:
-``llmops-train: error: <cause>``.
+Exit codes (``exits``): 0 success; 143 after a SIGTERM checkpoint (retryable: exit 0 would mark an
+unfinished job Succeeded); 2 bad input, reported before any heavy work; 1 a failure during training.
+Under torchrun, which reduces every failure to 1, the same code and cause are recorded for
+``llmops_train.launch``. Errors are one line on stderr: ``llmops-train: error: <cause>``.
 """
 
 from __future__ import annotations
@@ -12,8 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from . import exits
 
 if TYPE_CHECKING:  # torch-free at import time: a bad manifest must fail fast
     from .config import RunConfig
@@ -29,8 +31,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", help="override spec.output.location (directory, pvc:// or s3://)")
     p.add_argument("--checkpoint-dir", help="override $LLMOPS_CHECKPOINT_DIR (default /checkpoints)")
     p.add_argument("--max-steps", type=int, help="override spec.hyperparameters.maxSteps")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    p.add_argument("--device", choices=["cpu", "cuda", "xla", "auto"], default="auto")
     return p.parse_args(argv)
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed and write a probe file: a read-only or missing mount fails now, not
+    after the whole run."""
+    from .config import InputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".llmops-probe-"):
+            pass
+    except OSError as e:
+        raise InputError(f"{what} {folder} is not writable ({e.strerror or e})") from None
+
+
+def check_outputs(cfg: RunConfig, d: Dist) -> None:
+    """Every rank writes into the checkpoint folder; rank 0 also writes metrics and the export."""
+    from llmops_core import storage
+
+    check_writable(cfg.checkpoint_dir, "checkpoint folder")
+    if not d.main:
+        return
+    check_writable(cfg.metrics_file.parent, "metrics folder")
+    if storage.parse(cfg.output).scheme == "s3":
+        if cfg.cache_dir is not None:  # the export is staged there before the upload
+            check_writable(cfg.cache_dir, "cache folder")
+    else:
+        check_writable(storage.resolve(cfg.output).parent, f"output {cfg.output}: folder")
 
 
 def locate_inputs(cfg: RunConfig, d: Dist) -> Inputs:
@@ -72,7 +102,10 @@ def locate_inputs(cfg: RunConfig, d: Dist) -> Inputs:
     )
 
 
-INTERRUPTED = 128 + 15  # the shell's code for "ended by SIGTERM": retryable for Kubeflow
+def fail(code: int, message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    exits.record(code, message)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,21 +132,21 @@ def main(argv: list[str] | None = None) -> int:
         d = D.init(cfg.device)
         if d.rank != 0:
             logging.getLogger().setLevel(logging.WARNING)
+        check_outputs(cfg, d)
         inputs = locate_inputs(cfg, d)
-        return INTERRUPTED if run(cfg, inputs, d) == "Interrupted" else 0
+        if run(cfg, inputs, d) == "Interrupted":
+            exits.record(exits.PREEMPTED, f"SIGTERM: checkpoint written to {cfg.checkpoint_dir}")
+            return exits.PREEMPTED
+        return exits.SUCCEEDED
     except InputError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        return fail(exits.BAD_INPUT, str(e))
     except TrainingFailed as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
+        return fail(exits.FAILED, str(e))
     except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
-        return 130
+        return fail(130, "interrupted")
     except Exception as e:
         logging.getLogger(PROG).exception("unexpected failure")
-        print(f"{PROG}: error: {type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
-        return 1
+        return fail(exits.FAILED, f"{type(e).__name__}: {e}".replace("\n", " "))
     finally:
         if d is not None:
             from . import distributed as D

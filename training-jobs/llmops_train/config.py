@@ -58,8 +58,19 @@ def read_job(path: Path) -> TrainingJob:
     return job
 
 
+NO_NEURON = (
+    "the bundled trainer runs on CPUs and NVIDIA GPUs only (no XLA/Neuron device); for Trainium, set "
+    "spec.image to a Neuron-capable trainer image that provides the same entrypoint (docs/train.md)"
+)
+
+
 def pick_device(requested: str, accelerator: str, cuda_available: bool) -> str:
-    """``auto`` follows the spec's accelerator; asking for a GPU that is absent is an input error."""
+    """``auto`` follows the spec's accelerator; asking for a device that is absent, or one this trainer
+    has no code for (XLA/Neuron), is an input error."""
+    if requested == "xla" or (requested == "auto" and accelerator == "aws-trainium"):
+        raise InputError(
+            f"{'--device xla' if requested == 'xla' else 'accelerator aws-trainium'}: {NO_NEURON}"
+        )
     if requested == "auto":
         requested = "cpu" if accelerator == "cpu" else "cuda"
     if requested == "cuda" and not cuda_available:

@@ -7,6 +7,7 @@ a checkpoint needs to resume exactly, and 2 ranks x B sequences see the same blo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from .config import InputError
 
 
-def list_files(root: Path) -> list[Path]:
+def list_files(root: Path, what: str = "training") -> list[Path]:
     """A file, or every non-hidden file below a directory in sorted order (the order must not vary)."""
     if root.is_file():
         return [root]
@@ -25,33 +26,61 @@ def list_files(root: Path) -> list[Path]:
         return sorted(
             p for p in root.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.parts)
         )
-    raise InputError(f"data {root} not found")
+    raise InputError(f"{what} data {root} not found")
 
 
 def check_nonempty(root: Path, what: str) -> list[Path]:
     """Fail fast (before the model loads) when data is missing or empty."""
-    files = list_files(root)
+    files = list_files(root, what)
     if not files or sum(p.stat().st_size for p in files) == 0:
         raise InputError(f"{what} data {root} is empty")
     return files
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+            "convert the file to UTF-8"
+        ) from None
+
+
 def read_documents(files: list[Path], fmt: str, text_field: str) -> list[str]:
+    """Documents of every file; a line or file that is not what the format says stops the run, naming
+    it (a silently dropped record is data the user believes was trained on)."""
     docs: list[str] = []
     for path in files:
         if fmt == "text":
-            docs.extend(d for d in path.read_text(encoding="utf-8").split("\n\n") if d.strip())
+            docs.extend(d for d in _read_text(path).split("\n\n") if d.strip())
             continue
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(_read_text(path).splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 text = json.loads(line)[text_field]
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise InputError(f"{path}:{n}: not a JSON object with a {text_field!r} string") from None
-            if isinstance(text, str) and text.strip():
+            if not isinstance(text, str):
+                raise InputError(
+                    f"{path}:{n}: {text_field!r} is {type(text).__name__} {text!r:.40}, not a string"
+                )
+            if text.strip():
                 docs.append(text)
     return docs
+
+
+def digest(files: list[Path]) -> str:
+    """sha256 over the contents of ``files`` in order: the data part of a run's fingerprint."""
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.stat().st_size.to_bytes(8, "little"))
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def pack(docs: list[str], tokenizer: PreTrainedTokenizerBase, seq_len: int) -> torch.Tensor:
@@ -115,10 +144,21 @@ class BlockLoader:
         return self.position.epoch + self.position.index / (self.per_epoch * self.global_batch)
 
 
-def eval_batches(
-    blocks: torch.Tensor, batch_size: int, rank: int, world: int, limit: int
-) -> list[torch.Tensor]:
-    """A fixed slice of the validation set, the same count on every rank (no randomness: evaluation
-    never shifts an RNG, which exact resume relies on)."""
-    n = min(limit, len(blocks) // (batch_size * world))
-    return [blocks[(i * world + rank) * batch_size :][:batch_size] for i in range(n)]
+@dataclass(frozen=True)
+class EvalBatch:
+    blocks: torch.Tensor
+    weight: int  # real sequences in it; 0 for a filler that keeps collectives in step
+
+
+def eval_batches(blocks: torch.Tensor, batch_size: int, rank: int, world: int, limit: int) -> list[EvalBatch]:
+    """This rank's share of the first ``limit * batch_size`` held-out blocks (all of them if fewer),
+    dealt out in global batches of ``batch_size * world``. Every rank gets the same number of batches;
+    one whose share ran out gets a zero-weight filler. No randomness: evaluation never shifts an RNG,
+    which exact resume relies on."""
+    n = min(len(blocks), limit * batch_size)
+    out = []
+    for g in range(-(-n // (batch_size * world))):  # ceil: the last global batch may be partial
+        start = g * batch_size * world + rank * batch_size
+        end = min(start + batch_size, n)
+        out.append(EvalBatch(blocks[start:end], end - start) if start < n else EvalBatch(blocks[:1], 0))
+    return out

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from llmops_core.api.presets import PRESETS
 from . import checkpoint as ckpt
 from . import data as data_mod
 from . import distributed as D
-from .config import RunConfig
+from .config import InputError, RunConfig
 from .export import export
 from .modeling import build_preset, load_base
 from .progress import ConfigMapReporter, Reporter, format_eta
@@ -59,19 +60,25 @@ def seed_everything(seed: int, device: str) -> None:
 def load_tokenizer(
     cfg: RunConfig, inputs: Inputs, docs: list[str], d: D.Dist, latest: Path | None
 ) -> PreTrainedTokenizerBase:
-    """The base model's tokenizer, or a preset's BPE: taken from the checkpoint being resumed, else
-    trained once by rank 0; shared with the other ranks through the checkpoint directory."""
+    """The base model's tokenizer, or a preset's BPE: the verified copy inside the checkpoint being
+    resumed, else trained afresh by rank 0 on this run's data and shared through the checkpoint
+    directory. A tokenizer left there by an earlier attempt is never reused: it may be truncated or
+    trained on other data, and nothing vouches for it."""
     if inputs.base_dir is not None:
         tok = AutoTokenizer.from_pretrained(inputs.base_dir)
+    elif latest is not None:
+        if not (latest / "tokenizer" / "tokenizer.json").is_file():
+            raise ckpt.CheckpointMismatch(
+                f"checkpoint {latest} has no tokenizer/ for preset {cfg.spec.model.preset}"
+            )
+        tok = AutoTokenizer.from_pretrained(latest / "tokenizer")
     else:
         tok_dir = cfg.checkpoint_dir / "tokenizer"
-        if d.main and not (tok_dir / "tokenizer.json").is_file():
+        if d.main:
             tmp = cfg.checkpoint_dir / ".tmp-tokenizer"
             shutil.rmtree(tmp, ignore_errors=True)
-            if latest is not None and (latest / "tokenizer" / "tokenizer.json").is_file():
-                shutil.copytree(latest / "tokenizer", tmp)
-            else:
-                train_bpe(docs, PRESETS[cfg.spec.model.preset].vocab_size, tmp)
+            train_bpe(docs, PRESETS[cfg.spec.model.preset].vocab_size, tmp)
+            shutil.rmtree(tok_dir, ignore_errors=True)
             tmp.rename(tok_dir)
         D.barrier()
         tok = AutoTokenizer.from_pretrained(tok_dir)
@@ -117,6 +124,54 @@ def lr_lambda(warmup: int, total: int, floor: float) -> Callable[[int], float]:
     return f
 
 
+def run_fingerprint(cfg: RunConfig, train_sha256: str, validation_sha256: str | None) -> dict[str, Any]:
+    """What makes a checkpoint this run's: the model, the data (by content), the tokenization and the
+    optimisation. Absent on purpose, so they may change between restarts: maxSteps, epochs, maxSeconds,
+    batchSize, gradientAccumulation, precision, evaluation, early stopping, checkpointing, output,
+    resources and world size (the data position counts sequences, so it survives them)."""
+    spec, hp = cfg.spec, cfg.hp
+    return {
+        "model.preset": spec.model.preset,
+        "model.base": spec.model.base,
+        "model.lora": spec.model.lora.model_dump(by_alias=True) if spec.model.lora else None,
+        "data.train.sha256": train_sha256,
+        "data.validation.sha256": validation_sha256,
+        "data.format": spec.data.format,
+        "data.textField": spec.data.text_field,
+        "data.validationSplit": spec.data.validation_split if spec.data.validation is None else None,
+        "hyperparameters.sequenceLength": hp.sequence_length,
+        "hyperparameters.learningRate": hp.learning_rate,
+        "hyperparameters.minLearningRateRatio": hp.min_learning_rate_ratio,
+        "hyperparameters.warmupSteps": hp.warmup_steps,
+        "hyperparameters.weightDecay": hp.weight_decay,
+        "hyperparameters.gradClip": hp.grad_clip,
+        "hyperparameters.strategy": hp.strategy,
+        "hyperparameters.seed": hp.seed,
+    }
+
+
+def evaluate_loss(
+    wrapped: torch.nn.Module, model: torch.nn.Module, batches: list[data_mod.EvalBatch], d: D.Dist
+) -> float | None:
+    """Mean loss per held-out sequence over every rank's share: for a given set, the same number
+    whatever the world size or the split into batches. Blocks have equal length, so a batch's mean
+    loss times its real size is its sum; a rank with nothing left runs a zero-weight batch so FSDP's
+    collectives stay in step."""
+    if not batches:
+        return None
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in batches:
+            ids = batch.blocks.to(d.device)
+            loss = wrapped(input_ids=ids, labels=ids).loss.item()
+            total += loss * batch.weight
+            count += batch.weight
+    model.train()
+    summed, n = D.all_sum([total, float(count)], d.device)
+    return summed / n if n else None
+
+
 def total_steps(cfg: RunConfig, micro_per_epoch: int) -> int:
     per_epoch = max(1, micro_per_epoch // cfg.hp.gradient_accumulation)
     limits = [cfg.max_steps] if cfg.max_steps else []
@@ -154,13 +209,33 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
     latest = D.broadcast(latest)
 
     docs = data_mod.read_documents(inputs.train_files, spec.data.format, spec.data.text_field)
-    tokenizer = load_tokenizer(cfg, inputs, docs, d, latest)
-    blocks = data_mod.pack(docs, tokenizer, hp.sequence_length)
+    val_docs = None
     if inputs.validation_files is not None:
         val_docs = data_mod.read_documents(inputs.validation_files, spec.data.format, spec.data.text_field)
+    fingerprint = run_fingerprint(
+        cfg,
+        data_mod.digest(inputs.train_files),
+        data_mod.digest(inputs.validation_files) if inputs.validation_files else None,
+    )
+    if latest is not None:  # every rank reads the same manifest, so all refuse together
+        ckpt.check_fingerprint(latest, fingerprint)
+    tokenizer = load_tokenizer(cfg, inputs, docs, d, latest)
+    blocks = data_mod.pack(docs, tokenizer, hp.sequence_length)
+    if val_docs is not None:
         train_blocks, val_blocks = blocks, data_mod.pack(val_docs, tokenizer, hp.sequence_length)
+        if len(val_blocks) == 0:
+            raise InputError(
+                f"validation data {spec.data.validation} packs into no block of sequenceLength "
+                f"{hp.sequence_length} tokens; add data or lower sequenceLength"
+            )
     else:
         train_blocks, val_blocks = data_mod.split(blocks, spec.data.validation_split, hp.seed)
+        if len(val_blocks) == 0 and spec.data.validation_split > 0:
+            log.warning(
+                "validationSplit %s of %d blocks holds out none: evaluation and early stopping are off",
+                spec.data.validation_split,
+                len(blocks),
+            )
     loader = data_mod.BlockLoader(train_blocks, hp.batch_size, d.rank, d.world, hp.seed)
     evals = data_mod.eval_batches(val_blocks, hp.batch_size, d.rank, d.world, hp.eval_batches)
     steps = total_steps(cfg, loader.per_epoch)
@@ -208,8 +283,17 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
             "data": asdict(loader.position),
             "state": dict(state),
         }
-        tok_dir = cfg.checkpoint_dir / "tokenizer" if inputs.base_dir is None else None
-        path = ckpt.save(cfg.checkpoint_dir, state["step"], model, optimizer, trainer, d, sharded, tok_dir)
+        path = ckpt.save(
+            cfg.checkpoint_dir,
+            state["step"],
+            model,
+            optimizer,
+            trainer,
+            d,
+            sharded,
+            fingerprint=fingerprint,
+            tokenizer=tokenizer if inputs.base_dir is None else None,
+        )
         if d.main:
             ckpt.prune(cfg.checkpoint_dir, spec.checkpoint.keep)
             if spec.checkpoint.s3:
@@ -217,17 +301,8 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
             reporter.log({"event": "checkpoint", "step": state["step"], "checkpoint": str(path)})
 
     def evaluate() -> float | None:
-        if not evals:
-            return None
-        model.eval()
-        total = 0.0
-        with torch.no_grad(), autocast():
-            for batch in evals:
-                batch = batch.to(d.device)
-                total += wrapped(input_ids=batch, labels=batch).loss.item()
-        model.train()
-        summed, count = D.all_sum([total, len(evals)], d.device)
-        return summed / count
+        with autocast():
+            return evaluate_loss(wrapped, model, evals, d)
 
     def autocast():
         if amp_dtype is None:

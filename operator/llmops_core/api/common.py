@@ -3,28 +3,67 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "llmops.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# Kubernetes resource.Quantity, as its own regexp (k8s.io/apimachinery/pkg/api/resource).
-QUANTITY_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$"
+# Kubernetes' quantity grammar (k8s.io/apimachinery/pkg/api/resource), non-negative: a number, then
+# one suffix: binary SI (Ki..Ei), decimal SI (m, k, M..E) or a decimal exponent (e3, E-2), never two.
+QUANTITY_PATTERN = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[mkMGTPE]|[eE][+-]?[0-9]+)?$"
 DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule, defined once and enforced twice with the same message: by the API server
+    (``cel``, an ``x-kubernetes-validations`` entry of the CRD) and by pydantic (``holds``, for
+    ``llmops validate`` and the operator). ``holds`` is None for a transition rule (``oldSelf``),
+    which only the API server can check. ``cel`` sees the object as written (the CRDs carry no
+    defaults), so it must guard optional fields with ``has()``."""
+
+    cel: str
+    message: str
+    holds: Callable[[Any], bool] | None
+
+
+IMMUTABLE = Rule("self == oldSelf", "is immutable once the job exists; create a new TrainingJob", None)
+
+
+def _cel_rules(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    rules: tuple[Rule, ...] = getattr(cls, "RULES", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [{"rule": r.cel, "message": r.message} for r in rules]
+
+
 class ApiModel(BaseModel):
-    """Base for every spec type: camelCase on the wire, unknown fields rejected, snake_case in Python."""
+    """Base for every spec type: camelCase on the wire, unknown fields rejected, snake_case in Python,
+    and the class's :class:`Rule` table both in its CRD schema and checked on validation."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", validate_default=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=True,
+        json_schema_extra=_cel_rules,
+        allow_inf_nan=False,  # NaN passes no bound check by accident; say what it is instead
     )
+    RULES: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _rules(self) -> ApiModel:
+        for rule in self.RULES:
+            if rule.holds is not None and not rule.holds(self):
+                raise ValueError(rule.message)
+        return self
 
 
 def _check_quantity(value: str | int) -> str | int:

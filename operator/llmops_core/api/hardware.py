@@ -23,7 +23,7 @@ class Instance:
     accelerator: str  # nvidia-gpu | aws-trainium | aws-inferentia
     devices: int
     efa: int = 0
-    device_memory_gib: int = 0
+    device_memory_gib: int = 0  # per device (HBM of one GPU or Neuron chip), for `llmops estimate`
 
 
 FAMILIES = {
@@ -63,6 +63,29 @@ INSTANCES = {
 }  # fmt: skip
 
 
+# NeuronCores per Neuron device as torch-neuronx sees them: Trainium has 2 (NeuronCore-v2); Trainium2
+# has 8, presented as 4 logical cores at its default LNC=2. torch-neuronx runs one process per core.
+NEURONCORES_PER_DEVICE = {"trn1": 2, "trn1n": 2, "trn2": 4}
+DEFAULT_NEURONCORES = 2  # when no Trainium instance type is listed: trn1's
+
+
+def neuroncores(instance_types: list[str]) -> set[int]:
+    """NeuronCores per device of the listed Trainium instance types (empty: none listed)."""
+    return {
+        NEURONCORES_PER_DEVICE[t.split(".", 1)[0]]
+        for t in instance_types
+        if t.split(".", 1)[0] in NEURONCORES_PER_DEVICE
+    }
+
+
 def family_accelerator(instance_type: str) -> str:
     """The accelerator an instance type carries ("cpu" for families we do not list)."""
     return FAMILIES.get(instance_type.split(".", 1)[0], "cpu")
+
+
+# Dense bf16 peak per accelerator in TFLOP/s (vendor data sheets, no sparsity), for run-time estimates:
+# A100, A100 80GB, H100, H200, H200, A10G, L4, L40S, Trainium, Trainium2, Inferentia2.
+PEAK_BF16_TFLOPS = {
+    "p4d": 312, "p4de": 312, "p5": 989, "p5e": 989, "p5en": 989,
+    "g5": 70, "g6": 121, "g6e": 362, "trn1": 190, "trn1n": 190, "trn2": 667, "inf2": 190,
+}  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from ..serving import Dtype, default
 from .common import (
@@ -16,6 +16,7 @@ from .common import (
     KeyRef,
     ObjectMeta,
     Quantity,
+    Rule,
     Toleration,
 )
 
@@ -24,16 +25,13 @@ QUANTIZATION = {"llmops": {"none", "int8"}, "vllm": {"none", "awq", "gptq", "fp8
 
 
 class ModelSource(ApiModel):
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.location) != has(self.fromTrainingJob)",
-                    "message": "set exactly one of location or fromTrainingJob",
-                }
-            ]
-        }
-    }
+    RULES = (
+        Rule(
+            "has(self.location) != has(self.fromTrainingJob)",
+            "set exactly one of location or fromTrainingJob",
+            lambda m: (m.location is None) != (m.from_training_job is None),
+        ),
+    )
 
     location: str | None = Field(
         None, description="Hugging Face model directory: s3://, pvc://claim/path or a path."
@@ -42,12 +40,6 @@ class ModelSource(ApiModel):
         None, description="Serve the output of this TrainingJob (same namespace) once it has succeeded."
     )
     name: str | None = Field(None, description="Model id clients send; defaults to the endpoint's name.")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelSource:
-        if (self.location is None) == (self.from_training_job is None):
-            raise ValueError("set exactly one of location or fromTrainingJob")
-        return self
 
 
 class InferenceResources(ApiModel):
@@ -62,27 +54,41 @@ class InferenceResources(ApiModel):
     cpu: Quantity | None = None
     memory: Quantity | None = None
     shm_size: Quantity = Field("2Gi", description="Size limit of the memory-backed /dev/shm.")
+    model_volume_size: Quantity | None = Field(
+        None,
+        description="Runtime vllm with an s3:// model: size limit of the volume it is downloaded into "
+        "(also requested as ephemeral storage); the operator's default when unset.",
+    )
+
+
+REPLICAS_DEFAULT = 1
+_MIN = f"(has(self.min) ? self.min : {REPLICAS_DEFAULT})"
 
 
 class Replicas(ApiModel):
-    """Bounds for the HorizontalPodAutoscaler; ``min`` is also the scale subresource's replicas."""
+    """Bounds for the HorizontalPodAutoscaler; min is also the scale subresource's replicas.
+    Without max, the endpoint has a fixed size of min replicas."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "self.min <= self.max", "message": "min must not exceed max"}
-            ]
-        }
-    }
+    RULES = (
+        Rule(
+            f"{_MIN} >= 1",
+            "min must be at least 1: scaling to zero is not supported "
+            "(a HorizontalPodAutoscaler cannot scale below one replica)",
+            lambda r: r.min >= 1,
+        ),
+        Rule(
+            f"!has(self.max) || {_MIN} <= self.max",
+            "min must not exceed max",
+            lambda r: r.max is None or r.min <= r.max,
+        ),
+    )
 
-    min: int = Field(1, ge=0, le=1000)
-    max: int = Field(1, ge=1, le=1000)
+    min: int = Field(REPLICAS_DEFAULT, le=1000)
+    max: int | None = Field(None, ge=1, le=1000, description="Upper bound for the HPA; default: min.")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Replicas:
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
-        return self
+    @property
+    def upper(self) -> int:
+        return self.min if self.max is None else self.max
 
 
 class Autoscaling(ApiModel):
@@ -124,26 +130,17 @@ class InferenceScheduling(ApiModel):
 
 
 class DisruptionBudget(ApiModel):
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!(has(self.minAvailable) && has(self.maxUnavailable))",
-                    "message": "set one of minAvailable or maxUnavailable",
-                }
-            ]
-        }
-    }
+    RULES = (
+        Rule(
+            "!(has(self.minAvailable) && has(self.maxUnavailable))",
+            "set one of minAvailable or maxUnavailable",
+            lambda b: b.min_available is None or b.max_unavailable is None,
+        ),
+    )
 
     enabled: bool = Field(True, description="Rendered only when replicas.min is at least 2.")
     max_unavailable: IntOrPercent | None = None
     min_available: IntOrPercent | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> DisruptionBudget:
-        if self.max_unavailable is not None and self.min_available is not None:
-            raise ValueError("set one of minAvailable or maxUnavailable")
-        return self
 
 
 class InferenceEndpointSpec(ApiModel):

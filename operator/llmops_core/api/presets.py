@@ -1,7 +1,6 @@
 """Named model architectures for pre-training from scratch (Llama-style decoders).
 
-One table for the API (which names are valid), the trainer (which config to build) and
-`llmops estimate` (parameter counts and memory). ``tiny`` runs in seconds on a laptop CPU; the
+One table for the API (which names are valid) and the trainer (which config to build). ``tiny`` runs in seconds on a laptop CPU; the
 others follow well-known shapes (GPT-2 small, GPT-2 medium, TinyLlama 1.1B).
 """
 
@@ -23,15 +22,6 @@ class Preset:
     def llama_config(self) -> dict[str, int | bool]:
         """Keyword arguments for ``transformers.LlamaConfig``."""
         return {**asdict(self), "tie_word_embeddings": self.hidden_size < 1024}
-
-    @property
-    def parameters(self) -> int:
-        """Parameter count of the Llama decoder this preset builds."""
-        h, n, i, v = self.hidden_size, self.num_hidden_layers, self.intermediate_size, self.vocab_size
-        kv = h * self.num_key_value_heads // self.num_attention_heads
-        per_layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
-        head = 0 if self.llama_config()["tie_word_embeddings"] else v * h
-        return v * h + n * per_layer + h + head
 
 
 PRESETS: dict[str, Preset] = {

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from .common import API_VERSION, ApiModel, Condition, EnvVar, ObjectMeta, Quantity, Toleration
+from .common import (
+    API_VERSION,
+    IMMUTABLE,
+    ApiModel,
+    Condition,
+    EnvVar,
+    ObjectMeta,
+    Quantity,
+    Rule,
+    Toleration,
+)
+from .hardware import DEFAULT_NEURONCORES, neuroncores
 from .presets import PRESETS
 
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 
-_IMMUTABLE = [
-    {"rule": "self == oldSelf", "message": "is immutable once the job exists; create a new TrainingJob"}
-]
+MAX_NODES = 1000
 
 
 class LoraSpec(ApiModel):
@@ -30,18 +39,19 @@ class LoraSpec(ApiModel):
 class ModelSpec(ApiModel):
     """A preset architecture trained from scratch, or a base model to fine-tune."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.preset) != has(self.base)",
-                    "message": "set exactly one of preset or base",
-                },
-                {"rule": "!has(self.lora) || has(self.base)", "message": "lora needs a base model"},
-                *_IMMUTABLE,
-            ]
-        }
-    }
+    RULES = (
+        Rule(
+            "has(self.preset) != has(self.base)",
+            "set exactly one of preset or base (preset pre-trains from scratch, base fine-tunes)",
+            lambda m: (m.preset is None) != (m.base is None),
+        ),
+        Rule(
+            "!has(self.lora) || has(self.base)",
+            "lora needs a base model to adapt; remove lora or set base",
+            lambda m: m.lora is None or m.base is not None,
+        ),
+        IMMUTABLE,
+    )
 
     preset: PresetName | None = Field(None, description="Architecture to pre-train from scratch.")
     base: str | None = Field(
@@ -49,17 +59,9 @@ class ModelSpec(ApiModel):
     )
     lora: LoraSpec | None = None
 
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelSpec:
-        if (self.preset is None) == (self.base is None):
-            raise ValueError("set exactly one of preset (pre-train from scratch) or base (fine-tune)")
-        if self.lora is not None and self.base is None:
-            raise ValueError("lora needs a base model to adapt; remove lora or set base")
-        return self
-
 
 class DataSpec(ApiModel):
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": _IMMUTABLE}}
+    RULES = (IMMUTABLE,)
 
     train: str = Field(
         min_length=1, description="File or directory/prefix: s3://, pvc://claim/path or a path."
@@ -78,7 +80,7 @@ class EarlyStopping(ApiModel):
 
 
 class Hyperparameters(ApiModel):
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": _IMMUTABLE}}
+    RULES = (IMMUTABLE,)
 
     max_steps: int | None = Field(
         None, ge=1, description="Optimizer steps; training stops at whichever limit comes first."
@@ -108,13 +110,13 @@ class Hyperparameters(ApiModel):
 
 
 class Resources(ApiModel):
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": _IMMUTABLE}}
+    RULES = (IMMUTABLE,)
 
     accelerator: Literal["nvidia-gpu", "aws-trainium", "cpu"] = "nvidia-gpu"
     accelerators_per_node: int = Field(
         1, ge=1, le=64, description="GPUs or Neuron devices per node; for cpu, training processes per node."
     )
-    nodes: int = Field(1, ge=1, le=1000)
+    nodes: int = Field(1, ge=1, le=MAX_NODES)
     instance_types: list[str] = Field(
         default_factory=list, description="node.kubernetes.io/instance-type values."
     )
@@ -128,6 +130,14 @@ class Resources(ApiModel):
     )
     shm_size: Quantity = Field("16Gi", description="Size limit of the memory-backed /dev/shm.")
 
+    @property
+    def processes_per_node(self) -> int:
+        """Training processes per node (torchrun's nproc-per-node): one per device, but one per
+        NeuronCore on Trainium, as torch-neuronx runs them (a trn1.32xlarge's 16 devices: 32)."""
+        if self.accelerator != "aws-trainium":
+            return self.accelerators_per_node
+        return self.accelerators_per_node * max(neuroncores(self.instance_types) or {DEFAULT_NEURONCORES})
+
 
 class VolumeClaim(ApiModel):
     size: Quantity
@@ -138,17 +148,14 @@ class VolumeClaim(ApiModel):
 class CheckpointSpec(ApiModel):
     """Where checkpoints go: a claim the operator creates, an existing claim, or an S3 prefix (or none: scratch)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!(has(self.volumeClaim) && has(self.existingClaim))",
-                    "message": "set at most one of volumeClaim or existingClaim",
-                },
-                *_IMMUTABLE,
-            ]
-        }
-    }
+    RULES = (
+        Rule(
+            "!(has(self.volumeClaim) && has(self.existingClaim))",
+            "set at most one of volumeClaim or existingClaim",
+            lambda c: c.volume_claim is None or c.existing_claim is None,
+        ),
+        IMMUTABLE,
+    )
 
     volume_claim: VolumeClaim | None = Field(
         None, description="A PersistentVolumeClaim for the operator to create."
@@ -160,15 +167,9 @@ class CheckpointSpec(ApiModel):
     )
     keep: int = Field(3, ge=1, le=100, description="How many recent checkpoints to keep.")
 
-    @model_validator(mode="after")
-    def _one_volume(self) -> CheckpointSpec:
-        if self.volume_claim is not None and self.existing_claim is not None:
-            raise ValueError("set at most one of volumeClaim or existingClaim")
-        return self
-
 
 class OutputSpec(ApiModel):
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": _IMMUTABLE}}
+    RULES = (IMMUTABLE,)
 
     location: str = Field(
         min_length=1, description="Where the final Hugging Face model goes: s3://, pvc://claim/path."
@@ -186,7 +187,13 @@ class TrainingScheduling(ApiModel):
 
 
 class RunPolicy(ApiModel):
-    backoff_limit: int = Field(3, ge=0, le=100)
+    backoff_limit: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="Retries after a retryable failure (preemption, OOM: exit codes 128-255); "
+        "past it the operator stops the job as Failed. Exit codes 1-127 fail it at once.",
+    )
     active_deadline_seconds: int | None = Field(None, ge=1)
     ttl_seconds_after_finished: int | None = Field(None, ge=0)
     suspend: bool = False
@@ -226,6 +233,16 @@ class ChildRef(ApiModel):
     name: str
 
 
+class Retry(ApiModel):
+    """One retryable failure of a training pod (the pod was replaced and training resumed)."""
+
+    pod: str
+    uid: str | None = None
+    exit_code: int | None = None
+    reason: str | None = Field(None, description="e.g. OOMKilled, Error, or the trainer's own reason.")
+    time: str | None = None
+
+
 class TrainingJobStatus(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
@@ -238,6 +255,9 @@ class TrainingJobStatus(ApiModel):
     output_location: str | None = None
     start_time: str | None = None
     completion_time: str | None = None
+    retries: list[Retry] = Field(
+        default_factory=list, description="Retryable pod failures so far, oldest first."
+    )
 
 
 class TrainingJob(ApiModel):

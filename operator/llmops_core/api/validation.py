@@ -15,18 +15,11 @@ from pydantic import BaseModel, ValidationError
 
 from ..storage import parse as parse_location
 from .common import DNS1035, LABEL_VALUE
-from .hardware import EFA_RESOURCE, INSTANCES, family_accelerator
+from .hardware import EFA_RESOURCE, INSTANCES, family_accelerator, neuroncores
 from .inference import QUANTIZATION, InferenceEndpoint
+from .names import MAX_NAME
 from .presets import PRESETS
 from .training import TrainingJob
-
-# Longest suffix the renderer appends to a resource's name; every derived name must stay a 63-char label.
-TRAINING_SUFFIXES = ("-worker-999", "-progress-writer", "-checkpoints", "-trainer", "-progress", "-config")
-INFERENCE_SUFFIXES = ("-api-key",)
-MAX_NAME = {
-    "TrainingJob": 63 - max(map(len, TRAINING_SUFFIXES)),
-    "InferenceEndpoint": 63 - max(map(len, INFERENCE_SUFFIXES)),
-}
 
 
 @dataclass(frozen=True)
@@ -66,6 +59,8 @@ def from_pydantic(err: ValidationError) -> list[Issue]:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see `kubectl explain` or docs/api.md)"
+        elif e["type"] == "finite_number":
+            msg = f"is {'NaN' if e['input'] != e['input'] else e['input']}; must be a finite number"
         elif e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             msg = f"must be one of {e['ctx']['expected']}"
         seen.setdefault(path, msg)
@@ -131,6 +126,12 @@ def training_issues(tj: TrainingJob) -> Iterator[Issue]:
         res.accelerators_per_node,
         res.instance_types,
     )
+    if res.accelerator == "aws-trainium" and len(neuroncores(res.instance_types)) > 1:
+        yield Issue(
+            "spec.resources.instanceTypes",
+            "mixes Trainium generations with different NeuronCores per device (one process runs per "
+            "core); list instance types of one generation",
+        )
     if res.efa:
         if res.accelerator == "cpu":
             yield Issue("spec.resources.efa", "EFA needs an accelerator instance; set efa: false for cpu")
@@ -170,6 +171,12 @@ def training_issues(tj: TrainingJob) -> Iterator[Issue]:
                 "spec.hyperparameters.sequenceLength",
                 f"{spec.hyperparameters.sequence_length} exceeds preset {spec.model.preset}'s {limit} positions",
             )
+    if res.accelerator == "aws-trainium" and not spec.image:
+        yield Issue(
+            "spec.image",
+            "aws-trainium needs a Neuron-capable trainer image (torch-neuronx) in spec.image; "
+            "the bundled trainer runs on CPUs and NVIDIA GPUs only",
+        )
     if res.accelerator == "cpu" and spec.hyperparameters.precision == "fp16":
         yield Issue("spec.hyperparameters.precision", "fp16 needs a GPU; use bf16 or fp32 on cpu")
 

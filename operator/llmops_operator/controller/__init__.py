@@ -1,10 +1,13 @@
-"""The kopf operator: handlers on an explicit registry that keep TrainingJobs and InferenceEndpoints true.
+"""The kopf operator that keeps TrainingJobs and InferenceEndpoints true.
 
-Modules, one idea each: ``kube`` (the one HTTP client, every call logged), ``children`` (ensure a
-rendered child), ``conditions`` and ``progress`` (pure status logic), ``training`` and ``inference``
-(handlers), ``registry`` (the registry, settings, login) and ``run`` (what ``llmops operator run`` calls).
+Start with ``training.py`` and ``inference.py``: one pass per kind, read top to bottom. Below them,
+the shared machinery: ``kube`` (the one HTTP client, every call logged), ``cache`` (what the watches
+last saw), ``informer`` (the children's watches), ``serial`` (one pass per object at a time),
+``children`` (ensure one rendered child), ``desired`` (renders cached per spec), ``status``,
+``conditions``, ``progress`` and ``events``. ``handlers`` registers every kopf handler in one place;
+``run`` is what ``llmops operator run`` calls.
 """
 
-from .registry import REGISTRY
+from .handlers import REGISTRY
 
 __all__ = ["REGISTRY"]

@@ -18,7 +18,7 @@ def key_of(obj: dict[str, Any]) -> Key:
     return (obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""))
 
 
-# Kinds that operator watches (see ``watch.CHILDREN``): their cache entries follow the cluster.
+# Kinds the informers watch (see ``informer.CHILDREN``): their cache entries follow the cluster.
 WATCHED = {
     "PyTorchJob",
     "Deployment",
@@ -26,12 +26,13 @@ WATCHED = {
     "PodDisruptionBudget",
     "Service",
     "ConfigMap",
+    "Pod",
 }
 
 
-def current(child: dict[str, Any], cause: str) -> dict[str, Any] | None:
-    """The cached state of a child, unless the periodic pass must look for itself (unwatched kinds)."""
-    if cause == "resync" and child.get("kind") not in WATCHED:
+def current(child: dict[str, Any], verify: bool) -> dict[str, Any] | None:
+    """The cached state of a child, unless a verifying pass must look for itself (unwatched kinds)."""
+    if verify and child.get("kind") not in WATCHED:
         return None
     return _store.get(key_of(child))
 
@@ -49,8 +50,12 @@ def seen(api_version: str, kind: str, namespace: str, name: str) -> dict[str, An
     return _store.get((api_version, kind, namespace, name))
 
 
-def of_kind(api_version: str, kind: str) -> list[dict[str, Any]]:
-    return [obj for (av, k, _, _), obj in list(_store.items()) if av == api_version and k == kind]
+def of_kind(api_version: str, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    return [
+        obj
+        for (av, k, ns, _), obj in list(_store.items())
+        if av == api_version and k == kind and namespace in (None, ns)
+    ]
 
 
 def observe(event: dict[str, Any]) -> bool:

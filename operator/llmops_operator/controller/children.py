@@ -1,20 +1,39 @@
-"""Ensure one rendered child: adopt it, create it, or patch it back to the rendered state.
+"""Ensure one rendered child: create it, or server-side apply it back to the rendered state.
 
-Idempotent by construction: names are deterministic, a create that meets "already exists" falls back
-to a patch, and a child that already holds everything rendered (the server may add defaults and a
-controller may add status; the trainer adds the progress ConfigMap's ``data``) is left alone. Patches
-are JSON merge patches of the rendered object, so fields the renderer leaves out are never cleared.
+Idempotent by construction: names are deterministic, a create that meets "already exists" reads the
+object and continues with it. We never take over an object we do not own: a same-named object without
+our controller reference (a user's Service, say) raises :class:`NotOurs`, and the parent reports it.
+
+A child is re-applied only when it no longer holds what we render. "Holds" reads the object the way
+other writers leave it: maps by key, lists of named items by name, other lists of objects item by
+item in any order, so a toleration Kueue appends or a sidecar a webhook injects is not drift. A spec
+or configuration change changes the ``llmops.dev/rendered`` hash we stamp on every child, so that
+always counts. Applies use server-side apply with our field manager: they set our fields and leave
+everyone else's alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
 from typing import Any, Literal
 
 from . import cache, kube
 
 Action = Literal["created", "updated", "unchanged"]
 MANAGED_BY = {"app.kubernetes.io/managed-by": "llmops-operator"}
+RENDERED = "llmops.dev/rendered"
+
+
+class NotOurs(Exception):
+    """A same-named object exists that this parent does not own."""
+
+    def __init__(self, child: dict[str, Any]) -> None:
+        self.ref = f"{child['kind']}/{child['metadata']['name']}"
+        super().__init__(
+            f"{self.ref} already exists and is not owned by this resource; "
+            "delete or rename it, and it will be created"
+        )
 
 
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
@@ -30,20 +49,26 @@ def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
 
 
 def adopt(child: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
-    """``child`` (fresh from the renderer, so changed in place) with the owner's namespace, our labels
-    and a controller owner reference."""
+    """``child`` (fresh from the renderer, so changed in place) with the owner's namespace, our labels,
+    a controller owner reference and the hash of what was rendered."""
     meta = child.setdefault("metadata", {})
     meta["namespace"] = owner["metadata"]["namespace"]
     meta["labels"] = {**MANAGED_BY, **(meta.get("labels") or {})}
     meta["ownerReferences"] = [owner_reference(owner)]
+    digest = hashlib.sha256(json.dumps(child, sort_keys=True).encode()).hexdigest()[:16]
+    meta["annotations"] = {**(meta.get("annotations") or {}), RENDERED: digest}
     return child
 
 
+def owned_by(obj: dict[str, Any], owner_uid: str) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("controller") and r.get("uid") == owner_uid for r in refs)
+
+
 def contains(current: Any, desired: Any, key: str | None = None, parent: str | None = None) -> bool:
-    """Whether ``current`` holds everything in ``desired`` (dicts by key, lists item by item), read the
-    way the API server writes it back: empty maps and lists it omits, quantities it canonicalises
-    (``0.5`` comes back as ``500m``, ``1024Mi`` as ``1Gi``). Without that, such a child would look
-    drifted on every pass and be patched (and a Repaired event posted) forever."""
+    """Whether ``current`` holds everything in ``desired``, read the way the API server writes it back
+    (empty maps and lists omitted, quantities canonicalised: ``0.5`` is ``500m``) and leaving room for
+    what other writers add (extra keys, extra list items)."""
     if isinstance(desired, dict):
         if current is None and not desired:
             return True
@@ -53,14 +78,23 @@ def contains(current: Any, desired: Any, key: str | None = None, parent: str | N
     if isinstance(desired, list):
         if current is None and not desired:
             return True
-        return (
-            isinstance(current, list)
-            and len(current) == len(desired)
-            and all(contains(c, d, key, parent) for c, d in zip(current, desired, strict=False))
-        )
+        if not isinstance(current, list):
+            return False
+        if not all(isinstance(d, dict) for d in desired):  # args, command: exactly ours
+            return len(current) == len(desired) and all(
+                contains(c, d, key, parent) for c, d in zip(current, desired, strict=True)
+            )
+        return all(_has_item(current, d, key) for d in desired)
     if current != desired and (parent in QUANTITY_MAPS or key in QUANTITY_FIELDS):
         return same_quantity(current, desired)
     return current == desired
+
+
+def _has_item(current: list[Any], desired: dict[str, Any], key: str | None) -> bool:
+    if "name" in desired:
+        match = [c for c in current if isinstance(c, dict) and c.get("name") == desired["name"]]
+        return len(match) == 1 and contains(match[0], desired, key)
+    return any(contains(c, desired, key) for c in current)
 
 
 QUANTITY_MAPS = {"limits", "requests", "capacity"}  # resources.limits/requests, PVC requests.storage
@@ -85,37 +119,40 @@ def url_of(child: dict[str, Any], named: bool = True) -> str:
 
 async def ensure(
     child: dict[str, Any],
-    current: dict[str, Any] | None = None,
-    look_first: bool = False,
-    check: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
-) -> Action:
-    """Make the (adopted) ``child`` exist as rendered.
+    current: dict[str, Any] | None,
+    *,
+    verify: bool = False,
+    create_only: bool = False,
+) -> tuple[Action, dict[str, Any]]:
+    """Make the (adopted) ``child`` exist as rendered; return what was done and the object as it is.
 
     ``current`` is what the watch last saw (None: unknown). Unknown children are created first and
-    read back only on 409 ("already exists"): one call for a new child, as a bare client would make.
-    ``look_first`` GETs instead, for children no watch tells us about (the periodic pass).
-    ``check(child, current)`` runs before any patch and may raise to refuse it, however ``current``
-    was found (the watch may deliver it while a pass is under way).
+    read back only on 409: one call for a new child, as a bare client would make. ``verify`` reads
+    first instead, for children no watch tells us about (the periodic pass). ``create_only`` children
+    (a started PyTorchJob, a claim) are never changed once they exist.
     """
-    if current is None and look_first:
+    if current is None and verify:
         current = await kube.get(url_of(child))
     if current is None:
         try:
-            cache.remember(await kube.create(url_of(child, named=False), child))
-            return "created"
+            created = await kube.create(url_of(child, named=False), child)
+            cache.remember(created)
+            return "created", created
         except kube.ApiError as e:
             if e.status != 409:
                 raise
             current = await kube.get(url_of(child))
             if current is None:  # a conflict that was not there: try again on the next pass
                 raise
-            cache.remember(current)
-    if contains(current, child):
-        return "unchanged"
-    if check is not None:
-        check(child, current)
-    cache.remember(await kube.patch(url_of(child), child))
-    return "updated"
+    owner_uid = child["metadata"]["ownerReferences"][0]["uid"]
+    if not owned_by(current, owner_uid):
+        raise NotOurs(child)
+    cache.remember(current)
+    if create_only or contains(current, child):
+        return "unchanged", current
+    applied = await kube.apply(url_of(child), child)
+    cache.remember(applied)
+    return "updated", applied
 
 
 def ref(child: dict[str, Any]) -> dict[str, str]:

@@ -8,7 +8,7 @@ import kopf
 
 from llmops_core import api
 
-from . import cache, conditions, events, kube, status
+from . import cache, children, conditions, events, kube, status
 from .settings import TUNABLES
 
 
@@ -28,7 +28,46 @@ class Outcome(Exception):
 TRANSIENT = {409, 429, 500, 502, 503, 504}  # conflicts, throttling, an API server briefly unwell
 
 
-async def handle(body: kopf.Body, reconcile: Any, reason: str) -> None:
+class Problems:
+    """What a pass could not do to some children, without stopping the rest or the status.
+
+    A same-named object we do not own, or a write the API server refuses for good (403, 422), is a
+    fact to report on the parent; every other child, and the status, still get their turn.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []  # (reason, message)
+
+    def add(self, reason: str, message: str) -> None:
+        self.items.append((reason, message))
+
+    def condition(self) -> tuple[str, str] | None:
+        """(reason, message) of the first problem, with a count of the rest."""
+        if not self.items:
+            return None
+        reason, message = self.items[0]
+        more = len(self.items) - 1
+        return reason, message + (f" (and {more} more)" if more else "")
+
+
+async def ensure_child(
+    child: dict[str, Any], problems: Problems, *, verify: bool, create_only: bool = False
+) -> tuple[str, dict[str, Any] | None]:
+    """``children.ensure``, with refusals recorded in ``problems`` instead of raised."""
+    try:
+        return await children.ensure(
+            child, cache.current(child, verify), verify=verify, create_only=create_only
+        )
+    except children.NotOurs as e:
+        problems.add("NameConflict", str(e))
+    except kube.ApiError as e:
+        if e.status in TRANSIENT:
+            raise
+        problems.add("ApplyFailed", f"{child['kind']}/{child['metadata']['name']}: {e}")
+    return "failed", None
+
+
+async def handle(body: kopf.Body, reconcile: Any, **options: bool) -> None:
     """Every create/resume/update handler: note the object, reconcile it, map the outcome for kopf.
 
     A transient API error retries the handler after ``error_backoff_seconds`` rather than kopf's
@@ -36,7 +75,7 @@ async def handle(body: kopf.Body, reconcile: Any, reason: str) -> None:
     """
     cache.remember(dict(body))
     try:
-        await reconcile(body.metadata.namespace, body.metadata.name, reason)
+        await reconcile(body.metadata.namespace, body.metadata.name, **options)
     except Outcome as e:
         raise e.to_kopf() from None
     except kube.ApiError as e:
@@ -104,14 +143,19 @@ async def invalid(body: dict[str, Any], error: api.SpecError) -> None:
 
 
 async def stalled(
-    body: dict[str, Any], reason: str, message: str, extra: dict[str, Any] | None = None
+    body: dict[str, Any],
+    reason: str,
+    message: str,
+    extra: dict[str, Any] | None = None,
+    **more: tuple[bool | str, str, str],
 ) -> None:
+    """Stalled=True (and Ready=False unless it was ready), with ``more`` conditions set alongside."""
     gen = body["metadata"].get("generation")
     old = body.get("status") or {}
     new = {
         "observedGeneration": gen,
         "conditions": status.with_conditions(
-            old, gen, Stalled=(True, reason, message), Reconciling=(False, reason, message)
+            old, gen, Stalled=(True, reason, message), Reconciling=(False, reason, message), **more
         ),
         **(extra or {}),
     }
@@ -121,13 +165,17 @@ async def stalled(
         events.post(body, reason, message, warning=True)
 
 
-def announce(body: dict[str, Any], actions: dict[str, str], cause: str) -> None:
-    """Events for the children this pass created, updated (spec change) or repaired (drift)."""
+def announce(body: dict[str, Any], actions: dict[str, str], spec_changed: bool) -> None:
+    """Events for the children this pass created, updated (spec change) or repaired (drift: edited,
+    or deleted and made again, after the parent's first pass)."""
+    repair = not spec_changed
     for verb in ("created", "updated", "deleted"):
         done = [k for k, a in actions.items() if a == verb]
         if not done:
             continue
-        if verb == "updated" and cause != "update":
+        if repair and verb == "updated":
             events.post(body, "Repaired", f"repaired {', '.join(done)}")
+        elif repair and verb == "created" and body.get("status"):
+            events.post(body, "Repaired", f"recreated {', '.join(done)}")
         else:
             events.post(body, verb.capitalize(), f"{verb} {', '.join(done)}")

@@ -62,9 +62,3 @@ def pytorchjob_phase(job_status: dict[str, Any] | None) -> str:
 def pytorchjob_message(job_status: dict[str, Any] | None, type_: str) -> str:
     c = get((job_status or {}).get("conditions") or [], type_)
     return (c or {}).get("message") or ""
-
-
-def merge_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    """Whether writing ``new`` would change ``old`` (ignoring keys ``new`` does not set)."""
-    old = old or {}
-    return any(old.get(k) != v for k, v in new.items())

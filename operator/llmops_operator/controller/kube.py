@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import re
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,6 +22,8 @@ import aiohttp
 logger = logging.getLogger(__name__)
 
 MERGE = "application/merge-patch+json"
+APPLY = "application/apply-patch+yaml"  # server-side apply; JSON is valid YAML
+FIELD_MANAGER = "llmops-operator"
 CALLS: set[tuple[str, str, str, str]] = set()  # (verb, group, resource, subresource)
 
 
@@ -75,8 +80,7 @@ def from_environment() -> Connection:
     except config.ConfigException:
         config.load_kube_config()
     c = client.Configuration.get_default_copy()
-    token = (c.api_key or {}).get("authorization", "") or (c.api_key or {}).get("BearerToken", "")
-    token = token.removeprefix("Bearer ").strip() or None
+    token = bearer_token(c.api_key or {})
     return Connection(
         server=c.host,
         token=token,
@@ -85,6 +89,13 @@ def from_environment() -> Connection:
         key_path=c.key_file,
         insecure=not c.verify_ssl,
     )
+
+
+def bearer_token(api_key: dict[str, str]) -> str | None:
+    """The bare token from the kubernetes client's ``api_key``: the kubeconfig loader stores it as
+    ``Bearer <jwt>``, the in-cluster loader as ``bearer <jwt>``; we add our own ``Bearer``."""
+    token = api_key.get("authorization") or api_key.get("BearerToken") or ""
+    return re.sub(r"^bearer\s+", "", token.strip(), flags=re.IGNORECASE) or None
 
 
 def path(api_version: str, plural: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
@@ -143,24 +154,30 @@ def _record(method: str, url: str, params: dict[str, str] | None) -> None:
     CALLS.add((verb, group, resource, sub))
 
 
-async def request(method: str, url: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
+async def request(
+    method: str,
+    url: str,
+    body: Any = None,
+    params: dict[str, str] | None = None,
+    content_type: str = MERGE,
+) -> Any:
     """One API call; raises :class:`ApiError` on any status >= 400.
 
     On 401 the credentials are loaded again once (rotated service-account tokens, expiring exec
     tokens), as kopf does for its own connection by calling the login handler again.
     """
     try:
-        return await _request(method, url, body, params)
+        return await _request(method, url, body, params, content_type)
     except ApiError as e:
         if e.status != 401 or _connection is None or _configured_explicitly:
             raise
     refresh()
-    return await _request(method, url, body, params)
+    return await _request(method, url, body, params, content_type)
 
 
-async def _request(method: str, url: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
+async def _request(method: str, url: str, body: Any, params: dict[str, str] | None, content_type: str) -> Any:
     _record(method, url, params)
-    headers = {"Content-Type": MERGE} if method == "PATCH" else {}
+    headers = {"Content-Type": content_type} if method == "PATCH" else {}
     async with _session().request(method, url.lstrip("/"), json=body, params=params, headers=headers) as resp:
         logger.debug("%s %s -> %s", method, url, resp.status)
         try:
@@ -184,15 +201,70 @@ async def get(url: str) -> dict[str, Any] | None:
 
 
 async def create(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    return await request("POST", url, body)
+    return await request("POST", url, body, {"fieldManager": FIELD_MANAGER})
 
 
 async def patch(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch: for the few fields we change in place (status, ``runPolicy.suspend``)."""
     return await request("PATCH", url, body)
 
 
-async def list_(url: str) -> list[dict[str, Any]]:
-    return (await request("GET", url) or {}).get("items", [])
+async def apply(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply as ``llmops-operator``: we own exactly the fields we render; fields other
+    controllers or webhooks set (Kueue's tolerations, injected sidecars) stay theirs and stay put."""
+    params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+    return await request("PATCH", url, body, params, content_type=APPLY)
+
+
+async def delete(url: str) -> None:
+    """Delete; already gone is fine."""
+    try:
+        await request("DELETE", url)
+    except ApiError as e:
+        if e.status != 404:
+            raise
+
+
+async def list_(url: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+    return (await list_page(url, label_selector))[0]
+
+
+async def list_page(url: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    """The items and the list's resourceVersion (where a watch resumes)."""
+    params = {"labelSelector": label_selector} if label_selector else None
+    doc = await request("GET", url, params=params) or {}
+    return doc.get("items", []), (doc.get("metadata") or {}).get("resourceVersion", "")
+
+
+class Gone(Exception):
+    """The watch's resourceVersion is too old (410): list again."""
+
+
+async def watch(
+    url: str, resource_version: str, label_selector: str | None, timeout: int
+) -> AsyncIterator[dict[str, Any]]:
+    """Watch events after ``resource_version``, filtered by the API server, with bookmarks."""
+    params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout)}
+    if resource_version:
+        params["resourceVersion"] = resource_version
+    if label_selector:
+        params["labelSelector"] = label_selector
+    _record("GET", url, params)
+    read = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout + 30)
+    async with _session().get(url.lstrip("/"), params=params, timeout=read) as resp:
+        if resp.status == 410:
+            raise Gone()
+        if resp.status >= 400:
+            raise ApiError(resp.status, resp.reason or "", await resp.text())
+        async for line in resp.content:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            if event.get("type") == "ERROR":
+                if (event.get("object") or {}).get("code") == 410:
+                    raise Gone()
+                raise ApiError(int((event.get("object") or {}).get("code") or 500), "WatchError", str(event))
+            yield event
 
 
 async def served(api_version: str, plural_name: str) -> bool:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import kopf
 
-from .registry import REGISTRY
+from . import scope
+from .handlers import REGISTRY
+from .settings import TUNABLES, config
 
 LOG_FORMATS = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
 logger = logging.getLogger(__name__)
@@ -30,32 +33,37 @@ def tune_gc() -> None:
 def run(
     namespaces: Sequence[str] = (),
     all_namespaces: bool = False,
-    peering: str | None = None,
-    priority: int = 0,
     liveness: str | None = None,
     log_format: str = "full",
     verbose: bool = False,
     debug: bool = False,
 ) -> None:
-    """Run until SIGINT/SIGTERM. Standalone unless ``peering`` names a kopf peering object (HA)."""
+    """Run until SIGINT/SIGTERM, as the single active replica (the Deployment uses ``Recreate``).
+
+    Settings are read here, not at import: ``LLMOPS_OPERATOR_*`` tunables and the operator
+    configuration; a bad value stops the start with a ValueError naming it.
+    """
     if not namespaces and not all_namespaces:
         raise ValueError("name at least one --namespace, or pass --all-namespaces")
+    TUNABLES.load_env()
+    config()
+    scope.set_namespaces([] if all_namespaces else list(namespaces))
     kopf.configure(debug=debug, verbose=verbose, log_format=LOG_FORMATS[log_format], log_refkey="k8s")
     tune_gc()
     kopf.run(
         registry=REGISTRY,
         clusterwide=all_namespaces,
         namespaces=list(namespaces),
-        standalone=peering is None,
-        peering_name=peering,
-        priority=priority,
+        standalone=True,
         liveness_endpoint=liveness,
     )
 
 
-async def operator(**kwargs: object) -> None:
-    """The coroutine form, for embedding (tests, the benchmark): ``kopf.operator`` on our registry."""
-    await kopf.operator(registry=REGISTRY, **kwargs)  # type: ignore[arg-type]
+async def operator(namespaces: Sequence[str] = (), **kwargs: Any) -> None:
+    """The coroutine form, for embedding (tests, the benchmark): ``kopf.operator`` on our registry,
+    with our informers scoped to the same namespaces (all when none are named)."""
+    scope.set_namespaces(list(namespaces))
+    await kopf.operator(registry=REGISTRY, namespaces=list(namespaces), clusterwide=not namespaces, **kwargs)
 
 
 __all__ = ["LOG_FORMATS", "operator", "run", "tune_gc"]

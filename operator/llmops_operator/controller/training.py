@@ -1,4 +1,15 @@
-"""TrainingJob handlers: validate, render, ensure children, mirror the PyTorchJob and progress into status."""
+"""The TrainingJob pass: validate, render, ensure children, mirror the PyTorchJob and progress into status.
+
+Read top to bottom, one pass does:
+
+1. load the TrainingJob (gone, being deleted or invalid: stop; invalid is reported);
+2. a finished job is final: its outcome stays in status and nothing is created again (Kubeflow's
+   ``ttlSecondsAfterFinished`` deletes the PyTorchJob; that must not start a new run);
+3. render the children (cached per spec) and ensure each: the PyTorchJob and the checkpoint claim are
+   created once and never changed (a running job keeps the shape it started with, whatever later
+   spec or operator-configuration changes say); the rest follow the render;
+4. write status from the PyTorchJob's conditions and the trainer's progress ConfigMap.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +18,13 @@ import json
 import logging
 from typing import Any
 
-import kopf
-
 from llmops_core import api
 from llmops_core.api import GROUP, VERSION
 
 from .. import render
 from ..render.training import names
-from . import cache, children, conditions, desired, events, inference, kube, progress, serial, status
-from .common import Outcome, announce, fetch, handle, load_parent, stalled
-from .registry import REGISTRY
+from . import cache, children, conditions, desired, events, fit, kube, progress, retries, serial, status
+from .common import Outcome, Problems, announce, ensure_child, invalid, load_parent, stalled
 from .settings import TUNABLES, config
 
 logger = logging.getLogger(__name__)
@@ -25,8 +33,11 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "TrainingJob"
 PYTORCHJOB = ("kubeflow.org/v1", "pytorchjobs")
 HASH_ANNOTATION = "llmops.dev/spec-hashes"
+FINAL = ("Succeeded", "Failed")
 # Fields that may change while the job runs; everything else is fixed once the PyTorchJob exists.
 MUTABLE = {"runPolicy"}
+CREATE_ONLY = {"PyTorchJob", "PersistentVolumeClaim"}
+LABEL = "llmops.dev/trainingjob"  # on every child and on the training pods
 INSTALL = (
     "the Kubeflow training operator (PyTorchJob CRD kubeflow.org/v1) is not installed; install it with "
     'kubectl apply --server-side -k "github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.9.0"'
@@ -49,7 +60,7 @@ def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
 def tokens_per_step(tj: api.TrainingJob) -> float:
     hp, res = tj.spec.hyperparameters, tj.spec.resources
     return float(
-        hp.batch_size * hp.gradient_accumulation * hp.sequence_length * res.nodes * res.accelerators_per_node
+        hp.batch_size * hp.gradient_accumulation * hp.sequence_length * res.nodes * res.processes_per_node
     )
 
 
@@ -58,136 +69,164 @@ def shape(tj: api.TrainingJob) -> str:
     return f"{res.nodes}x{res.accelerators_per_node} {res.accelerator}"
 
 
-async def reconcile(ns: str, name: str, cause: str = "resync") -> None:
-    await serial.coalesced((KIND, ns, name), lambda: _reconcile(ns, name, cause), must_run=cause != "watch")
+async def reconcile(
+    ns: str, name: str, *, verify: bool = False, spec_changed: bool = False, coalesce: bool = False
+) -> bool:
+    """One pass; True when it saw the job succeed (endpoints waiting for its model can go ahead).
+
+    ``verify`` reads children no watch reports (the periodic pass); ``spec_changed`` names spec-driven
+    updates "Updated" rather than "Repaired"; ``coalesce`` lets a burst of child events share a pass.
+    """
+    result = await serial.coalesced(
+        (KIND, ns, name), lambda: _reconcile(ns, name, verify, spec_changed), must_run=not coalesce
+    )
+    return bool(result)
 
 
-async def _reconcile(ns: str, name: str, cause: str) -> None:
+async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> bool:
     loaded = await load_parent(API_VERSION, "trainingjobs", KIND, ns, name)
     if loaded is None:
-        return
+        return False
     body, tj = loaded
     assert isinstance(tj, api.TrainingJob)
+    if (body.get("status") or {}).get("phase") in FINAL:
+        return False
     if not cache.flags.get("pytorchjob-crd"):
         cache.flags["pytorchjob-crd"] = await kube.served(*PYTORCHJOB)
         if not cache.flags["pytorchjob-crd"]:
             await stalled(body, "TrainingOperatorMissing", INSTALL, {"phase": "Pending"})
             raise Outcome(INSTALL, permanent=False, delay=TUNABLES.crd_retry_seconds)
 
-    rendered = desired.children(body, config(), lambda: _render(body, tj))
-    job = next(c for c in rendered if c["kind"] == "PyTorchJob")
-    current_job = cache.seen("kubeflow.org/v1", "PyTorchJob", ns, job["metadata"]["name"])
-    if current_job is None and body.get("status"):
-        # reconciled before, so the job may exist unseen (just restarted): look. A brand-new parent
-        # skips the read; should its PyTorchJob exist after all, ensure() runs guard() before a patch.
-        current_job = await fetch("kubeflow.org/v1", "pytorchjobs", "PyTorchJob", ns, job["metadata"]["name"])
+    fits = fit.verdict(body, tj) if config().fit_check != "off" else None
+    if fits is not None and not fits[0] and config().fit_check == "refuse":
+        await stalled(body, fit.MISFIT, fits[2], {"phase": "Invalid"}, **{fit.CONDITION: fits})
+        return False
     try:
-        if current_job is not None:
-            guard(job, current_job)
-        actions: dict[str, str] = {}
-        for child in rendered:
-            current = cache.current(child, cause)
-            check = guard if child is job else None
-            action = await children.ensure(child, current, look_first=cause == "resync", check=check)
-            actions[f"{child['kind']}/{child['metadata']['name']}"] = action
-    except Immutable as e:
-        await _immutable(body, job, e.current, e.fields)
-        return
-    announce(body, actions, cause)
-    await _status(body, tj, rendered, actions)
+        rendered = desired.children(body, config(), lambda: _render(body, tj))
+    except api.SpecError as e:  # the operator configuration refuses it (image or account allow-lists)
+        await invalid(body, e)
+        return False
+    problems, actions = Problems(), {}
+    job_now: dict[str, Any] | None = None
+    for child in rendered:
+        is_job = child["kind"] == "PyTorchJob"
+        if is_job and cache.current(child, verify) is None and body.get("status"):
+            # reconciled before, so the job may exist unseen (just restarted): look before creating
+            cache.remember(await kube.get(children.url_of(child)))
+        action, obj = await ensure_child(
+            child, problems, verify=verify, create_only=child["kind"] in CREATE_ONLY
+        )
+        actions[f"{child['kind']}/{child['metadata']['name']}"] = action
+        if is_job:
+            job_now = obj
+    if job_now is not None:
+        await _spec_change(body, next(c for c in rendered if c["kind"] == "PyTorchJob"), job_now, problems)
+    announce(body, actions, spec_changed)
+    return await _status(body, tj, rendered, actions, job_now, problems, fits)
 
 
 def _render(body: dict[str, Any], tj: api.TrainingJob) -> list[dict[str, Any]]:
-    rendered = [children.adopt(c, body) for c in render.render(tj, config())]
+    rendered = render.render(tj, config())
     job = next(c for c in rendered if c["kind"] == "PyTorchJob")
     hashes = json.dumps(spec_hashes(body.get("spec") or {}), sort_keys=True)
     job["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = hashes
-    return rendered
+    return [children.adopt(c, body) for c in rendered]
 
 
-class Immutable(Exception):
-    def __init__(self, current: dict[str, Any], fields: list[str]) -> None:
-        super().__init__(", ".join(fields))
-        self.current, self.fields = current, fields
-
-
-def guard(job: dict[str, Any], current: dict[str, Any]) -> None:
-    """Raise :class:`Immutable` if ``current`` (the PyTorchJob as it is) ran a different spec."""
-    annotations = current["metadata"].get("annotations") or {}
-    old = json.loads(annotations.get(HASH_ANNOTATION) or "{}")
-    changed = changed_fields(old, json.loads(job["metadata"]["annotations"][HASH_ANNOTATION])) if old else []
-    if changed:
-        raise Immutable(current, changed)
-
-
-async def _immutable(
-    body: dict[str, Any], job: dict[str, Any], current: dict[str, Any], changed: list[str]
+async def _spec_change(
+    body: dict[str, Any], job: dict[str, Any], current: dict[str, Any], problems: Problems
 ) -> None:
-    """Only runPolicy.suspend goes through to a started job; any other change is reported."""
-    suspend = job["spec"]["runPolicy"].get("suspend")
-    if suspend is not None and (current.get("spec", {}).get("runPolicy") or {}).get("suspend") != suspend:
-        await kube.patch(children.url_of(job), {"spec": {"runPolicy": {"suspend": suspend}}})
-    message = (
-        f"{', '.join(changed)} cannot change once the job has started; "
-        "revert the change, or delete and recreate the TrainingJob"
-    )
-    await stalled(body, "ImmutableField", message)
+    """A started job keeps its spec, except ``runPolicy`` (suspend, which Kueue and users pause jobs
+    with, the back-off limit, deadlines and TTL): that follows the TrainingJob. A change to any other
+    field is reported, and the job runs on as it started."""
+    run_policy = job["spec"]["runPolicy"]
+    if not children.contains((current.get("spec") or {}).get("runPolicy"), run_policy):
+        patch = {"spec": {"runPolicy": run_policy}}
+        cache.remember(await kube.patch(children.url_of(job), patch))
+    old = json.loads((current["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) or "{}")
+    new = json.loads(job["metadata"]["annotations"][HASH_ANNOTATION])
+    changed = changed_fields(old, new) if old else []
+    if changed:
+        problems.add(
+            "ImmutableField",
+            f"{', '.join(changed)} cannot change once the job has started and was not applied; "
+            "the job runs on as it started. Revert the change, or delete and recreate the TrainingJob",
+        )
 
 
 async def _status(
-    body: dict[str, Any], tj: api.TrainingJob, rendered: list[dict[str, Any]], actions: dict[str, str]
-) -> None:
+    body: dict[str, Any],
+    tj: api.TrainingJob,
+    rendered: list[dict[str, Any]],
+    actions: dict[str, str],
+    job: dict[str, Any] | None,
+    problems: Problems,
+    fits: fit.Verdict | None,
+) -> bool:
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
     n = names(name)
     old = body.get("status") or {}
     gen = body["metadata"].get("generation")
-    job = cache.seen("kubeflow.org/v1", "PyTorchJob", ns, n["pytorchjob"]) or {}
-    job_status = job.get("status") or {}
+    job_status = (job or {}).get("status") or {}
     phase = conditions.pytorchjob_phase(job_status)
-    busy = any(a != "unchanged" for a in actions.values())
+    busy = any(a in ("created", "updated") for a in actions.values())
+    problem = problems.condition()
+    pods = [
+        p for p in cache.of_kind("v1", "Pod", ns) if (p["metadata"].get("labels") or {}).get(LABEL) == name
+    ]
+    retried = retries.updated(old.get("retries") or [], pods)
+    limit = tj.spec.run_policy.backoff_limit
+    failure = None
+    if job is not None and phase not in FINAL and len(retried) > limit:
+        # past the budget: suspend the PyTorchJob (Kubeflow removes its pods) and fail for good
+        await kube.patch(children.url_of(job), {"spec": {"runPolicy": {"suspend": True}}})
+        phase, failure = "Failed", ("RetryBudgetExhausted", retries.exhausted_message(retried, limit))
+    elif phase == "Failed":
+        cause = retries.permanent_cause(pods)
+        message = conditions.pytorchjob_message(job_status, "Failed") or "the PyTorchJob failed"
+        failure = ("Failed", f"{message}: {cause}" if cause else message)
     if phase == "Succeeded":
-        succeeded = (
-            True,
-            "Succeeded",
-            conditions.pytorchjob_message(job_status, "Succeeded") or "training finished",
-        )
+        message = conditions.pytorchjob_message(job_status, "Succeeded") or "training finished"
+        succeeded = (True, "Succeeded", message)
         ready = (True, "Succeeded", f"the model is at {render.output_location(tj)}")
         reconciling = (False, "Succeeded", "")
-    elif phase == "Failed":
-        message = conditions.pytorchjob_message(job_status, "Failed") or "the PyTorchJob failed"
-        succeeded = (False, "Failed", message)
-        ready = (False, "Failed", message)
-        reconciling = (False, "Failed", "")
+        stall = (False, "Succeeded", "")
+    elif failure is not None:
+        succeeded = ready = (False, *failure)
+        stall = (True, *failure)  # kstatus (Flux, Helm 4's --wait) reads Stalled as failed
+        reconciling = (False, failure[0], "")
     else:
+        waiting = phase == "Pending"
         succeeded = ("Unknown", phase, f"the PyTorchJob is {phase.lower()}")
         ready = (phase == "Running", phase, f"the PyTorchJob is {phase.lower()}")
         reconciling = (
-            busy or phase == "Pending",
-            "Progressing" if busy or phase == "Pending" else phase,
-            "waiting for the PyTorchJob to start"
-            if phase == "Pending"
-            else ("updating children" if busy else ""),
+            busy or waiting,
+            "Progressing" if busy or waiting else phase,
+            "waiting for the PyTorchJob to start" if waiting else ("updating children" if busy else ""),
         )
+        stall = (True, *problem) if problem else (False, "Reconciled", "")
     new: dict[str, Any] = {
         "observedGeneration": gen,
         "phase": phase,
         "shape": shape(tj),
         "children": [children.ref(c) for c in rendered],
+        "retries": retried,
         "conditions": status.with_conditions(
             old,
             gen,
             Ready=ready,
             Reconciling=reconciling,
-            Stalled=(False, "Reconciled", ""),
+            Stalled=stall,
             Succeeded=succeeded,
+            **fit.condition(fits),
         ),
     }
     start = job_status.get("startTime") or old.get("startTime")
-    if start is None and phase in ("Running", "Succeeded", "Failed"):
+    if start is None and phase in ("Running", *FINAL):
         start = conditions.now()
     if start:
         new["startTime"] = start
-    if phase in ("Succeeded", "Failed"):
+    if phase in FINAL:
         new["completionTime"] = (
             job_status.get("completionTime") or old.get("completionTime") or conditions.now()
         )
@@ -198,18 +237,18 @@ async def _status(
     if prog is not None:
         new["progress"] = prog
     await status.write(body, new)
+    if fit.is_news(body, fits):
+        events.post(body, fit.MISFIT, fits[2], warning=True)
+    if problem and problem != _stalled_as(old):
+        events.post(body, problem[0], problem[1], warning=True)
     if phase != old.get("phase") and old.get("phase") not in (None, "Invalid"):
-        events.post(body, phase, f"the training job is {phase.lower()}", warning=phase == "Failed")
-    if phase == "Succeeded" and old.get("phase") != "Succeeded":
-        await inference.poke_waiting(ns, name)
+        said = f": {failure[1]}" if failure else ""
+        events.post(body, phase, f"the training job is {phase.lower()}{said}", warning=phase == "Failed")
+    elif len(retried) > len(old.get("retries") or []):
+        events.post(body, "Retrying", f"{retries.describe(retried[-1])}; {len(retried)}/{limit} retries used")
+    return phase == "Succeeded" and old.get("phase") != "Succeeded"
 
 
-@kopf.on.resume(GROUP, VERSION, "trainingjobs", id="resume-trainingjob", registry=REGISTRY)
-@kopf.on.create(GROUP, VERSION, "trainingjobs", id="create-trainingjob", registry=REGISTRY)
-async def on_create(body: kopf.Body, **_: Any) -> None:
-    await handle(body, reconcile, "create")
-
-
-@kopf.on.update(GROUP, VERSION, "trainingjobs", id="update-trainingjob", registry=REGISTRY)
-async def on_update(body: kopf.Body, **_: Any) -> None:
-    await handle(body, reconcile, "update")
+def _stalled_as(old: dict[str, Any]) -> tuple[str, str] | None:
+    c = conditions.get(old.get("conditions") or [], "Stalled")
+    return (c.get("reason", ""), c.get("message", "")) if c and c.get("status") == "True" else None

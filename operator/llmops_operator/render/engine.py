@@ -1,57 +1,46 @@
-"""The Jinja environment: templates hold YAML shape; values never pass through YAML at all.
+"""The Jinja environment: templates hold YAML shape, and every value enters the text as JSON.
 
-Inside :func:`render_template` the ``j`` filter does not print a value: it records the value's JSON and
-prints a numbered placeholder. The YAML text is then the template's own text plus placeholders, so
-nothing a user writes (newlines, ``: ``, ``---``, ``&anchor``, U+2028, ``!!python/object``) can change
-the document's shape, by construction. After parsing, each placeholder is replaced by its value read
-back with ``json.loads``. Because the text depends only on the template's control flow, its parse is
-cached: renders after the first cost a Jinja pass and a walk, not a YAML parse (most of the cost before).
+A value is printed only through the ``tojson`` filter (ours: Jinja's built-in one escapes for HTML,
+not YAML), and ``finalize`` refuses any expression that did not pass through it, so a template cannot
+forget it. The filter prints the value's JSON as one YAML double-quoted scalar tagged ``!json``
+(``!json "{\\"a\\": 1}"``), which the loader decodes with ``json.loads``. So a value is always exactly
+one YAML node, whatever a user writes (newlines, ``: ``, ``---``, ``&anchor``, ``!!python/object``),
+and the text YAML sees between the quotes is printable ASCII with no escapes but ``\\"`` and ``\\\\``.
+That also takes every place where JSON and YAML 1.1 read the same text differently out of play: line
+breaks YAML folds even inside quotes (NEL, U+2028, U+2029), characters it refuses (DEL, C1 controls,
+U+FEFF, lone surrogates), ``\\/``, floats such as ``1e-05`` (a string to YAML 1.1) and YAML's
+1024-character limit on keys. NaN and infinity, which JSON (and Kubernetes) cannot carry, are refused.
 
-``finalize`` refuses any expression that did not pass through ``j``, so a template cannot forget it.
-Outside a render (a template string rendered directly) ``j`` prints the JSON itself, escaped for YAML.
+Values as single scalars also keep the YAML small: parsing it was most of a render's time, and a
+JSON value decoded by ``json.loads`` costs a fraction of the same value parsed node by node as YAML.
+Where a template may put a ``tojson`` expression (a whole node, never inside a larger scalar) is
+checked over every template by ``tests/render/test_injection.py``.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from contextvars import ContextVar
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 import jinja2
 import yaml
 
+TAG = "!json"
+
 
 class Encoded(str):
-    """Text produced by the ``j`` filter; the only thing ``finalize`` lets into the output."""
-
-
-# Characters YAML reads as line breaks even inside quotes (and folds), or refuses as non-printable;
-# JSON already escapes the C0 controls. Only the direct-render fallback needs this.
-_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
-
-# libyaml's safe loader parses the same YAML 1.1 six times faster than PyYAML's pure-Python one.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-# The JSON of each value of the render in progress, in order; placeholder n stands for values[n].
-# Only template text and placeholders reach YAML, so no template literal may look like one.
-_values: ContextVar[list[str] | None] = ContextVar("values", default=None)
-_PLACEHOLDER = re.compile(r"@llmops:(\d+)@")
+    """Text produced by the ``tojson`` filter; the only thing ``finalize`` lets into the output."""
 
 
 def to_json(value: Any) -> Encoded:
-    text = json.dumps(value, ensure_ascii=False)
-    values = _values.get()
-    if values is None:
-        return Encoded(_YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
-    values.append(text)
-    return Encoded(f'"@llmops:{len(values) - 1}@"')
+    """``value`` as one YAML scalar that reads back as exactly ``value``."""
+    return Encoded(f"{TAG} {json.dumps(json.dumps(value, allow_nan=False))}")
 
 
 def _finalize(value: Any) -> str:
     if not isinstance(value, Encoded):
-        raise TypeError(f"template expression {value!r} must go through the `j` filter")
+        raise TypeError(f"template expression {value!r} must go through the `tojson` filter")
     return value
 
 
@@ -67,41 +56,45 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         auto_reload=False,  # templates ship with the package; no stat() per render
     )
-    env.filters["j"] = to_json
+    env.filters["tojson"] = to_json
     return env
 
 
-@lru_cache(maxsize=512)
-def _skeleton(text: str) -> Any:
-    """The parsed document of one control-flow path of one template (shared: never mutated)."""
-    return yaml.load(text, Loader=_LOADER)
+# libyaml's safe loader parses six times faster than PyYAML's pure-Python one.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR, _MAP, _SEQ = (f"tag:yaml.org,2002:{t}" for t in ("str", "map", "seq"))
 
 
-def _fill(node: Any, values: list[str]) -> Any:
-    """A fresh copy of ``node`` with each placeholder replaced by its value."""
-    if isinstance(node, str):
-        m = _PLACEHOLDER.fullmatch(node)
-        if m:
-            return json.loads(values[int(m.group(1))])
-        if "@llmops:" in node:  # `j` used inside a larger scalar: the value would be lost
-            raise ValueError(f"a template uses `j` inside the scalar {node!r}; it must be the whole value")
-        return node
-    if isinstance(node, dict):
-        return {_fill(k, values): _fill(v, values) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_fill(v, values) for v in node]
-    return node
+def _build(node: yaml.Node, loader: Any) -> Any:
+    """The node's Python value: values by ``json.loads``, the template's strings, mappings and
+    sequences directly, its other scalars (numbers, booleans) by the safe constructor. (The
+    constructor's generic walk takes twice as long.)"""
+    tag = node.tag
+    if tag == TAG:
+        return json.loads(node.value)
+    if tag == _STR:
+        return node.value
+    if tag == _MAP:
+        return {_build(k, loader): _build(v, loader) for k, v in node.value}
+    if tag == _SEQ:
+        return [_build(v, loader) for v in node.value]
+    return loader.construct_object(node, deep=True)
+
+
+def to_object(text: str, source: str) -> dict[str, Any]:
+    """Parse the text of one rendered template (``source`` names it in errors)."""
+    loader = _Loader(text)
+    try:
+        obj = _build(loader.get_single_node(), loader)
+    except yaml.YAMLError as e:
+        raise ValueError(f"template {source} rendered invalid YAML: {e}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(obj, dict):
+        raise ValueError(f"template {source} did not produce a mapping")
+    return obj
 
 
 def render_template(template: str, **context: Any) -> dict[str, Any]:
     """Render one template to one object."""
-    values: list[str] = []
-    token = _values.set(values)
-    try:
-        text = environment().get_template(template).render(**context)
-    finally:
-        _values.reset(token)
-    obj = _fill(_skeleton(text), values)
-    if not isinstance(obj, dict):
-        raise ValueError(f"template {template} did not produce a mapping")
-    return obj
+    return to_object(environment().get_template(template).render(**context), template)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmops_core.api.inference import InferenceEndpoint
+from llmops_core.api.names import endpoint_names
 from llmops_core.config import OperatorConfig
 from llmops_core.serving import PORT, ServerContract, to_env
 
@@ -34,19 +35,22 @@ def model_location(ie: InferenceEndpoint, resolved: str | None) -> str:
     return resolved
 
 
-def _fetch_init(location: str, image: str, pull_policy: str) -> list[dict[str, Any]]:
-    """vLLM cannot read s3:// itself: download into the shared /model volume first."""
-    if not location.startswith("s3://"):
-        return []
-    return [
-        {
-            "name": "fetch-model",
-            "image": image,
-            "imagePullPolicy": pull_policy,
-            "command": ["python", "-m", "llmops_core.storage", "fetch", location, "/model"],
-            "env": [{"name": "HOME", "value": "/tmp"}],
-        }
-    ]
+def _fetch(ie: InferenceEndpoint, config: OperatorConfig, location: str) -> dict[str, Any] | None:
+    """vLLM cannot read s3:// itself: the fetch-model init container and the /model volume it fills."""
+    if ie.spec.runtime != "vllm" or not location.startswith("s3://"):
+        return None
+    size = str(ie.spec.resources.model_volume_size or config.model_volume_size)
+    cpu, memory = str(config.fetch_cpu), str(config.fetch_memory)
+    return {
+        "image": config.server_image,
+        "location": location,
+        "size": size,
+        # Requesting the volume's size as ephemeral storage schedules the pod where the model fits.
+        "resources": {
+            "requests": {"cpu": cpu, "memory": memory, "ephemeral-storage": size},
+            "limits": {"memory": memory},
+        },
+    }
 
 
 def _container(ie: InferenceEndpoint, config: OperatorConfig, location: str) -> dict[str, Any]:
@@ -103,17 +107,11 @@ def _local(location: str, config: OperatorConfig) -> str:
     return location
 
 
-def _affinity(ie: InferenceEndpoint, selector: dict[str, str]) -> dict[str, Any]:
+def _anti_affinity(ie: InferenceEndpoint, selector: dict[str, str]) -> dict[str, Any]:
     term = {"labelSelector": {"matchLabels": selector}, "topologyKey": "kubernetes.io/hostname"}
     if ie.spec.scheduling.anti_affinity == "required":
-        anti = {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
-    else:
-        anti = {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}
-    affinity: dict[str, Any] = {"podAntiAffinity": anti}
-    node = pods.node_affinity(ie.spec.resources.instance_types)
-    if node:
-        affinity["nodeAffinity"] = node
-    return affinity
+        return {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    return {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}
 
 
 def _spread(ie: InferenceEndpoint, selector: dict[str, str]) -> list[dict[str, Any]]:
@@ -167,22 +165,23 @@ def _hpa_metric(ie: InferenceEndpoint) -> dict[str, Any]:
 def render_inference_endpoint(
     ie: InferenceEndpoint, config: OperatorConfig, resolved_model: str | None = None
 ) -> list[dict[str, Any]]:
-    spec, name, ns = ie.spec, ie.metadata.name, ie.metadata.namespace
+    spec, ns = ie.spec, ie.metadata.namespace
+    n = endpoint_names(ie.metadata.name)
     location = model_location(ie, resolved_model)
-    labels = pods.labels(ie.kind, name, "llmops-server", "inference")
+    labels = pods.labels(ie.kind, ie.metadata.name, "llmops-server", "inference")
     selector = {k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
     container = _container(ie, config, location)
     res = spec.resources
     claim_vols, claim_mounts = pods.claim_volumes(pods.claims([location]), config.pvc_root, read_only=True)
-    autoscaled = spec.replicas.max > spec.replicas.min
-    common = {"name": name, "namespace": ns, "labels": labels}
+    autoscaled = spec.replicas.upper > spec.replicas.min
     objects = [
         render_template(
             "inference/deployment.yaml.j2",
+            metadata=pods.metadata(n["deployment"], ns, labels),
+            labels=labels,
             # With an HPA the Deployment leaves replicas unset, so re-applying it never undoes a scale.
             replicas=None if autoscaled else spec.replicas.min,
             selector=selector,
-            service_account=spec.service_account_name,
             image=container["image"],
             pull_policy=config.image_pull_policy,
             command=container["command"],
@@ -198,32 +197,37 @@ def render_inference_endpoint(
                 res.cpu or config.server_cpu,
                 res.memory or config.server_memory,
             ),
-            init_containers=_fetch_init(location, config.server_image, config.image_pull_policy)
-            if spec.runtime == "vllm"
-            else [],
+            fetch=_fetch(ie, config, location),
             api_key_secret=spec.server.api_key_secret.name if spec.server.api_key_secret else None,
             api_key_dir=API_KEY_DIR,
-            claim_volumes=claim_vols,
-            claim_mounts=claim_mounts,
-            shm_size=str(res.shm_size),
-            affinity=_affinity(ie, selector),
             spread=_spread(ie, selector),
-            node_selector=spec.scheduling.node_selector,
-            tolerations=pods.tolerations(res.accelerator, spec.scheduling.tolerations),
-            priority_class=spec.scheduling.priority_class_name,
-            **common,
+            **pods.shared(
+                service_account=spec.service_account_name,
+                scheduling=spec.scheduling,
+                accelerator=res.accelerator,
+                shm_size=res.shm_size,
+                claim_volumes=claim_vols,
+                claim_mounts=claim_mounts,
+                affinity=pods.affinity(res.instance_types, _anti_affinity(ie, selector)),
+            ),
         ),
-        render_template("inference/service.yaml.j2", selector=selector, port=PORT, **common),
+        render_template(
+            "inference/service.yaml.j2",
+            metadata=pods.metadata(n["service"], ns, labels),
+            selector=selector,
+            port=PORT,
+        ),
     ]
     if autoscaled:
         objects.append(
             render_template(
                 "inference/hpa.yaml.j2",
+                metadata=pods.metadata(n["autoscaler"], ns, labels),
+                deployment=n["deployment"],
                 min_replicas=spec.replicas.min,
-                max_replicas=spec.replicas.max,
+                max_replicas=spec.replicas.upper,
                 metric=_hpa_metric(ie),
                 stabilization=spec.autoscaling.scale_down_stabilization_seconds,
-                **common,
             )
         )
     pdb = spec.disruption_budget
@@ -233,5 +237,12 @@ def render_inference_endpoint(
             if pdb.min_available is not None
             else {"maxUnavailable": pdb.max_unavailable if pdb.max_unavailable is not None else 1}
         )
-        objects.append(render_template("inference/pdb.yaml.j2", selector=selector, budget=budget, **common))
+        objects.append(
+            render_template(
+                "inference/pdb.yaml.j2",
+                metadata=pods.metadata(n["disruption_budget"], ns, labels),
+                selector=selector,
+                budget=budget,
+            )
+        )
     return objects

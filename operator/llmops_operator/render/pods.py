@@ -1,4 +1,7 @@
-"""Pod-level decisions both kinds share: labels, accelerator resources, placement, claim mounts."""
+"""Pod-level decisions both kinds share: labels, accelerator resources, placement, claim mounts.
+
+:func:`shared` gathers them into the context of the partial templates both kinds include.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from typing import Any
 
 from llmops_core.api.common import EnvVar, Toleration
 from llmops_core.api.hardware import EFA_RESOURCE, RESOURCE_NAMES
+from llmops_core.api.inference import InferenceScheduling
+from llmops_core.api.training import TrainingScheduling
 from llmops_core.storage import parse
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -33,6 +38,15 @@ def labels(kind: str, name: str, app: str, component: str) -> dict[str, str]:
     }
 
 
+def metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict[str, Any]:
+    """A child's metadata; no namespace when rendering a manifest that names none (``llmops render``)."""
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    meta["labels"] = labels
+    return meta
+
+
 def tolerations(accelerator: str, extra: Iterable[Toleration]) -> list[dict[str, Any]]:
     user = [t.model_dump(by_alias=True, exclude_none=True) for t in extra]
     return ACCELERATOR_TOLERATIONS[accelerator] + [
@@ -40,11 +54,19 @@ def tolerations(accelerator: str, extra: Iterable[Toleration]) -> list[dict[str,
     ]
 
 
-def node_affinity(instance_types: list[str]) -> dict[str, Any] | None:
-    if not instance_types:
-        return None
-    term = {"matchExpressions": [{"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": instance_types}]}
-    return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+def affinity(instance_types: list[str], pod_anti_affinity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The pod's whole affinity: optional anti-affinity, and the instance types as node affinity."""
+    out: dict[str, Any] = {}
+    if pod_anti_affinity:
+        out["podAntiAffinity"] = pod_anti_affinity
+    if instance_types:
+        term = {
+            "matchExpressions": [{"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": instance_types}]
+        }
+        out["nodeAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}
+        }
+    return out
 
 
 def resources(
@@ -76,11 +98,35 @@ def claims(uris: Iterable[str | None]) -> list[str]:
     return list(seen)
 
 
-def claim_volumes(names: list[str], pvc_root: str, read_only: bool) -> tuple[list[dict], list[dict]]:
+def claim_volumes(names: Iterable[str], pvc_root: str, read_only: bool) -> tuple[list[dict], list[dict]]:
     """Volumes and mounts that put each claim at ``<pvc_root>/<claim>``, where llmops_core.storage looks."""
+    names = list(names)
     volumes = [{"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": n}} for i, n in enumerate(names)]
     mounts = [
         {"name": f"pvc-{i}", "mountPath": f"{pvc_root}/{n}", "readOnly": read_only}
         for i, n in enumerate(names)
     ]
     return volumes, mounts
+
+
+def shared(
+    *,
+    service_account: str | None,
+    scheduling: TrainingScheduling | InferenceScheduling,
+    accelerator: str,
+    shm_size: Any,
+    claim_volumes: list[dict[str, Any]],
+    claim_mounts: list[dict[str, Any]],
+    affinity: dict[str, Any],
+) -> dict[str, Any]:
+    """The context of ``_pod.j2``, ``_volumes.j2`` and ``_mounts.j2``, which both kinds include."""
+    return {
+        "service_account": service_account,
+        "priority_class": scheduling.priority_class_name,
+        "affinity": affinity,
+        "node_selector": scheduling.node_selector,
+        "tolerations": tolerations(accelerator, scheduling.tolerations),
+        "shm_size": str(shm_size),
+        "claim_volumes": claim_volumes,
+        "claim_mounts": claim_mounts,
+    }

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from llmops_core.api.hardware import INSTANCES
+from llmops_core.api.names import training_names as names
 from llmops_core.api.training import TrainingJob
 from llmops_core.config import OperatorConfig
 
@@ -20,19 +21,10 @@ from .engine import render_template
 CONFIG_DIR = "/etc/llmops"
 JOB_FILE = f"{CONFIG_DIR}/job.yaml"
 CHECKPOINT_DIR = "/checkpoints"
+# Time for the trainer's SIGTERM checkpoint before the kubelet kills it: drains honour it in full;
+# a spot interruption gives two minutes whatever the pod asks.
+GRACE_SECONDS = 300
 EFA_ENV = {"FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1", "FI_EFA_FORK_SAFE": "1", "NCCL_DEBUG": "WARN"}
-
-
-def names(job: str) -> dict[str, str]:
-    """Every child's name, derived from the job's (validation keeps each within 63 characters)."""
-    return {
-        "pytorchjob": job,
-        "config": f"{job}-config",
-        "progress": f"{job}-progress",
-        "role": f"{job}-progress-writer",
-        "service_account": f"{job}-trainer",
-        "checkpoints": f"{job}-checkpoints",
-    }
 
 
 def job_manifest(tj: TrainingJob) -> str:
@@ -55,7 +47,10 @@ def efa_devices(tj: TrainingJob) -> int:
     return min(INSTANCES[t].efa for t in res.instance_types if t in INSTANCES)
 
 
-def _pod(tj: TrainingJob, config: OperatorConfig, n: dict[str, str], image: str) -> dict[str, Any]:
+def _pod(
+    tj: TrainingJob, config: OperatorConfig, n: dict[str, str], labels: dict[str, str]
+) -> dict[str, Any]:
+    """The context of the pod Master and Worker share."""
     spec, res = tj.spec, tj.spec.resources
     checkpoint_claim = n["checkpoints"] if spec.checkpoint.volume_claim else spec.checkpoint.existing_claim
     mounted = pods.claims([spec.model.base, spec.data.train, spec.data.validation, spec.output.location])
@@ -72,31 +67,32 @@ def _pod(tj: TrainingJob, config: OperatorConfig, n: dict[str, str], image: str)
         "HOME": "/tmp",
         **(EFA_ENV if res.efa else {}),
     }
-    return render_template(
-        "training/pod.yaml.j2",
-        labels=pods.labels(tj.kind, tj.metadata.name, "llmops-trainer", "training"),
-        service_account=spec.service_account_name or n["service_account"],
-        image=image,
-        pull_policy=config.image_pull_policy,
-        args=["-m", "llmops_train", "--job", JOB_FILE],
-        env=pods.env(ours, spec.env),
-        resources=pods.resources(
+    return {
+        **pods.shared(
+            service_account=spec.service_account_name or n["service_account"],
+            scheduling=spec.scheduling,
+            accelerator=res.accelerator,
+            shm_size=res.shm_size,
+            claim_volumes=claim_vols,
+            claim_mounts=claim_mounts,
+            affinity=pods.affinity(res.instance_types),
+        ),
+        "pod_labels": labels,
+        "image": spec.image or config.trainer_image,
+        "pull_policy": config.image_pull_policy,
+        "args": ["--job", JOB_FILE],
+        "grace_seconds": GRACE_SECONDS,
+        "env": pods.env(ours, spec.env),
+        "resources": pods.resources(
             res.accelerator,
             res.accelerators_per_node,
             res.cpu or config.trainer_cpu,
             res.memory or config.trainer_memory,
             efa_devices(tj),
         ),
-        config_map=n["config"],
-        checkpoint_claim=checkpoint_claim,
-        claim_volumes=claim_vols,
-        claim_mounts=claim_mounts,
-        shm_size=str(res.shm_size),
-        affinity=pods.node_affinity(res.instance_types),
-        node_selector=spec.scheduling.node_selector,
-        tolerations=pods.tolerations(res.accelerator, spec.scheduling.tolerations),
-        priority_class=spec.scheduling.priority_class_name,
-    )
+        "config_map": n["config"],
+        "checkpoint_claim": checkpoint_claim,
+    }
 
 
 def _run_policy(tj: TrainingJob) -> dict[str, Any]:
@@ -117,25 +113,35 @@ def _run_policy(tj: TrainingJob) -> dict[str, Any]:
 
 
 def render_training_job(tj: TrainingJob, config: OperatorConfig) -> list[dict[str, Any]]:
-    spec, name, ns = tj.spec, tj.metadata.name, tj.metadata.namespace
-    n = names(name)
-    common = {"namespace": ns, "labels": pods.labels(tj.kind, name, "llmops-trainer", "training")}
+    spec, ns = tj.spec, tj.metadata.namespace
+    n = names(tj.metadata.name)
+    labels = pods.labels(tj.kind, tj.metadata.name, "llmops-trainer", "training")
+    service_account = spec.service_account_name or n["service_account"]
     objects: list[dict[str, Any]] = []
     if spec.service_account_name is None:
         objects.append(
-            render_template("training/serviceaccount.yaml.j2", name=n["service_account"], **common)
+            render_template(
+                "training/serviceaccount.yaml.j2", metadata=pods.metadata(service_account, ns, labels)
+            )
         )
     objects += [
         render_template(
-            "training/configmap-job.yaml.j2", name=n["config"], job_yaml=job_manifest(tj), **common
+            "training/configmap-job.yaml.j2",
+            metadata=pods.metadata(n["config"], ns, labels),
+            job_yaml=job_manifest(tj),
         ),
-        render_template("training/configmap-progress.yaml.j2", name=n["progress"], **common),
-        render_template("training/role.yaml.j2", name=n["role"], configmap=n["progress"], **common),
+        render_template(
+            "training/configmap-progress.yaml.j2", metadata=pods.metadata(n["progress"], ns, labels)
+        ),
+        render_template(
+            "training/role.yaml.j2", metadata=pods.metadata(n["role"], ns, labels), configmap=n["progress"]
+        ),
         render_template(
             "training/rolebinding.yaml.j2",
-            name=n["role"],
-            service_account=spec.service_account_name or n["service_account"],
-            **common,
+            metadata=pods.metadata(n["role"], ns, labels),
+            role=n["role"],
+            service_account=service_account,
+            namespace=ns,
         ),
     ]
     claim = spec.checkpoint.volume_claim
@@ -143,28 +149,23 @@ def render_training_job(tj: TrainingJob, config: OperatorConfig) -> list[dict[st
         objects.append(
             render_template(
                 "training/pvc.yaml.j2",
-                name=n["checkpoints"],
+                metadata=pods.metadata(n["checkpoints"], ns, labels),
                 size=str(claim.size),
                 access_mode=claim.access_mode,
                 storage_class=claim.storage_class_name or config.storage_class,
-                **common,
             )
         )
-    res = spec.resources
-    pod = _pod(tj, config, n, spec.image or config.trainer_image)
-    job_labels = dict(common["labels"])
+    job_labels = dict(labels)
     if spec.scheduling.queue:
         job_labels["kueue.x-k8s.io/queue-name"] = spec.scheduling.queue
     objects.append(
         render_template(
             "training/pytorchjob.yaml.j2",
-            name=n["pytorchjob"],
-            namespace=ns,
-            labels=job_labels,
-            nproc_per_node=str(res.accelerators_per_node),
+            metadata=pods.metadata(n["pytorchjob"], ns, job_labels),
+            nproc_per_node=str(spec.resources.processes_per_node),
             run_policy=_run_policy(tj),
-            workers=res.nodes - 1,
-            pod=pod,
+            workers=spec.resources.nodes - 1,
+            **_pod(tj, config, n, labels),
         )
     )
     return objects
