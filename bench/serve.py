@@ -1,13 +1,16 @@
 """Serving benchmark for llmops_serve, in the terms of vLLM's `bench serve`.
 
 1. Load generator at concurrency 1/4/16/64 against our server and, in the same run, a naive
-   baseline (one generate() at a time, bench/serve_naive.py) on the same model and tokens:
-   request throughput, output tokens/s, TTFT and TPOT p50/p99.
+   baseline (one generate() at a time, bench/serve_naive.py) and `transformers serve
+   --continuous-batching` (the peer a user already has) on the same model and tokens: request
+   throughput, output tokens/s, TTFT and TPOT p50/p99.
 2. The lecture table's generation column: generation time against length N with and without
    the KV cache, with fitted exponents beside the claimed O(N^3 L) and O(N^2 L).
 3. int8 dynamic quantization vs fp32: decode speed and quality (top-1 agreement, perplexity).
 
     python bench/serve.py [--quick] [--out DIR]   # JSON -> DIR/serve.json, PNGs -> docs/img/serve-*.png
+    python bench/serve.py --serving-only --hidden 768 --layers 12 --intermediate 2560 --train-steps 0
+                                                  # the same on a ~100M-parameter Llama (random weights)
 """
 
 from __future__ import annotations
@@ -39,16 +42,23 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else math.nan
 
 
-async def one_request(client: httpx.AsyncClient, url: str, prompt: str, out_len: int) -> dict:
+def request_body(server: str, model_dir: Path, prompt: str, out_len: int) -> dict:
+    """Greedy, exactly out_len tokens: `ignore_eos` for ours; transformers refuses that field, so it
+    gets a generation config without an EOS token (the same effect)."""
     body = {
         "model": "bench",
         "prompt": prompt,
         "max_tokens": out_len,
         "temperature": 0,
-        "ignore_eos": True,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if server == "transformers":
+        return {**body, "model": str(model_dir), "generation_config": json.dumps({"do_sample": False})}
+    return {**body, "ignore_eos": True}
+
+
+async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> dict:
     start = time.perf_counter()
     ttft, tokens = None, 0
     async with client.stream("POST", url + "/v1/completions", json=body) as r:
@@ -58,19 +68,20 @@ async def one_request(client: httpx.AsyncClient, url: str, prompt: str, out_len:
                 continue
             if ttft is None:
                 ttft = time.perf_counter() - start
-            if '"usage": {' in line:  # parse only the usage chunk: keep the client's CPU share small
-                tokens = json.loads(line[6:])["usage"]["completion_tokens"]
+            if '"usage"' in line:  # parse only usage chunks: keep the client's CPU share small
+                usage = json.loads(line[6:]).get("usage")
+                tokens = usage["completion_tokens"] if usage else tokens
     e2e = time.perf_counter() - start
     return {"ttft": ttft, "e2e": e2e, "tokens": tokens, "tpot": (e2e - ttft) / max(1, tokens - 1)}
 
 
-async def load_test(url: str, prompts: list[str], concurrency: int, out_len: int) -> dict:
-    queue = list(prompts)
+async def load_test(url: str, bodies: list[dict], concurrency: int) -> dict:
+    queue = list(bodies)
     results: list[dict] = []
 
     async def worker(client: httpx.AsyncClient) -> None:
         while queue:
-            results.append(await one_request(client, url, queue.pop(), out_len))
+            results.append(await one_request(client, url, queue.pop()))
 
     limits = httpx.Limits(max_connections=concurrency + 4)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
@@ -97,7 +108,10 @@ def start_server(cmd: list[str], port: int, env: dict) -> subprocess.Popen:
     for _ in range(1200):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                ready = cmd[-1] == "naive" or httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200
+                ready = (
+                    "llmops_serve" not in cmd
+                    or httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200
+                )
                 if ready:
                     return proc
         except httpx.HTTPError:
@@ -108,20 +122,7 @@ def start_server(cmd: list[str], port: int, env: dict) -> subprocess.Popen:
     raise RuntimeError("server did not start")
 
 
-def serving(model_dir: Path, args: argparse.Namespace) -> list[dict]:
-    """Both servers up at once; each level runs ours then the baseline back to back, best of repeats.
-
-    The machine is shared, so interleaving keeps background load from favouring either server, and
-    the best of a few repeats filters out bursts of other people's work.
-    """
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    ids = tok(TEXT * 4)["input_ids"]
-    prompts_all = [tok.decode(ids[i : i + args.prompt_len]) for i in range(0, len(ids) - args.prompt_len, 7)]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'inference-service'}{os.pathsep}{ROOT / 'cli'}"}
-    env["OMP_NUM_THREADS"] = str(args.threads)
-    ports = {"llmops": 18431, "naive": 18432}
+def server_commands(model_dir: Path, args: argparse.Namespace, ports: dict[str, int]) -> dict[str, list[str]]:
     ours = [sys.executable, "-m", "llmops_serve", "--model", str(model_dir), "--served-model-name", "bench"]
     ours += ["--host", "127.0.0.1", "--port", str(ports["llmops"]), "--cache-size", "0"]
     ours += ["--max-batch-size", str(args.max_batch_size)]
@@ -132,21 +133,49 @@ def serving(model_dir: Path, args: argparse.Namespace) -> list[dict]:
         str(ports["naive"]),
         "naive",
     ]
-    procs = [start_server(ours, ports["llmops"], env), start_server(naive, ports["naive"], env)]
+    peer = [str(Path(sys.executable).parent / "transformers"), "serve", "--continuous-batching"]
+    peer += ["--host", "127.0.0.1", "--port", str(ports["transformers"]), "--device", "cpu"]
+    # Its paged KV cache is sized from free memory by default (14 GB here): 16k tokens is plenty.
+    peer += ["--cb-block-size", "32", "--cb-num-blocks", "512", str(model_dir)]
+    cmds = {"llmops": ours, "naive": naive, "transformers": peer}
+    return {name: cmds[name] for name in args.servers}
+
+
+def serving(model_dir: Path, args: argparse.Namespace) -> list[dict]:
+    """All servers up at once; each level runs them back to back, best of repeats.
+
+    The machine is shared, so interleaving keeps background load from favouring either server, and
+    the best of a few repeats filters out bursts of other people's work.
+    """
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    ids = tok(TEXT * 4)["input_ids"]
+    prompts_all = [tok.decode(ids[i : i + args.prompt_len]) for i in range(0, len(ids) - args.prompt_len, 7)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("inference-service", "operator")),
+    }
+    env["OMP_NUM_THREADS"] = str(args.threads)
+    ports = {"llmops": 18431, "naive": 18432, "transformers": 18433}
+    cmds = server_commands(model_dir, args, ports)
+    procs = [start_server(cmd, ports[name], env) for name, cmd in cmds.items()]
     rows = []
     try:
-        for port in ports.values():  # warm-up
-            asyncio.run(load_test(f"http://127.0.0.1:{port}", prompts_all[:2], 2, 8))
+        for name in cmds:  # warm-up
+            bodies = [request_body(name, model_dir, p, 8) for p in prompts_all[:2]]
+            asyncio.run(load_test(f"http://127.0.0.1:{ports[name]}", bodies, 2))
         for c in args.concurrency:
             n = max(args.min_requests, 2 * c)
             prompts = [prompts_all[i % len(prompts_all)] for i in range(n)]
             best: dict[str, dict] = {}
             for _ in range(args.repeats):
-                for name, port in ports.items():
-                    row = asyncio.run(load_test(f"http://127.0.0.1:{port}", prompts, c, args.output_len))
+                for name in cmds:
+                    bodies = [request_body(name, model_dir, p, args.output_len) for p in prompts]
+                    row = asyncio.run(load_test(f"http://127.0.0.1:{ports[name]}", bodies, c))
                     if name not in best or row["output_tokens_per_s"] > best[name]["output_tokens_per_s"]:
                         best[name] = row
-            for name in ports:
+            for name in cmds:
                 rows.append({"server": name, **best[name]})
                 print(json.dumps(rows[-1]), flush=True)
     finally:
@@ -154,6 +183,30 @@ def serving(model_dir: Path, args: argparse.Namespace) -> list[dict]:
             proc.terminate()
             proc.wait(timeout=60)
     return rows
+
+
+def serving_table(rows: list[dict], levels: list[int]) -> str:
+    """Markdown: every server at every level, with ours / transformers and ours / naive."""
+    by = {(r["server"], r["concurrency"]): r for r in rows}
+    servers = list(dict.fromkeys(r["server"] for r in rows))
+    out = [
+        "| concurrency | server | req/s | output tok/s | TTFT p50 / p99 ms | TPOT p50 / p99 ms | llmops tok/s vs this |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in levels:
+        for name in servers:
+            r = by[(name, c)]
+            ratio = (
+                by[("llmops", c)]["output_tokens_per_s"] / r["output_tokens_per_s"]
+                if "llmops" in servers
+                else 0
+            )
+            out.append(
+                f"| {c} | {name} | {r['request_throughput']:.2f} | {r['output_tokens_per_s']:.0f} | "
+                f"{r['ttft_ms_p50']:.0f} / {r['ttft_ms_p99']:.0f} | "
+                f"{r['tpot_ms_p50']:.1f} / {r['tpot_ms_p99']:.1f} | {'' if name == 'llmops' else f'**{ratio:.2f}x**'} |"
+            )
+    return "\n".join(out) + "\n"
 
 
 def generation_scaling(model_dir: Path, lengths: list[int]) -> list[dict]:
@@ -258,8 +311,10 @@ def plots(result: dict, img: Path) -> None:
 
     img.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, style in (("llmops", "o-"), ("naive", "s--")):
+    for name, style in (("llmops", "o-"), ("naive", "s--"), ("transformers", "^-.")):
         rows = [r for r in result["serving"] if r["server"] == name]
+        if not rows:
+            continue
         cs = [r["concurrency"] for r in rows]
         axes[0].plot(cs, [r["output_tokens_per_s"] for r in rows], style, label=name)
         axes[1].plot(cs, [r["ttft_ms_p50"] for r in rows], style, label=f"{name} TTFT p50")
@@ -270,7 +325,7 @@ def plots(result: dict, img: Path) -> None:
         ax.set_ylabel(ylabel)
         ax.legend()
     axes[1].set_yscale("log")
-    fig.suptitle("llmops_serve (continuous batching) vs one generate() at a time")
+    fig.suptitle("llmops_serve vs transformers serve --continuous-batching vs one generate() at a time")
     fig.tight_layout()
     fig.savefig(img / "serve-throughput.png", dpi=110)
     plt.close(fig)
@@ -311,6 +366,12 @@ def main() -> None:
     p.add_argument("--img", type=Path, default=ROOT / "docs" / "img")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--intermediate", type=int, default=None, help="MLP width (default 4 x hidden)")
+    p.add_argument("--train-steps", type=int, default=30, help="0: random weights (enough for speed)")
+    p.add_argument("--servers", nargs="+", default=["llmops", "naive", "transformers"])
+    p.add_argument(
+        "--repeats", type=int, help="runs per level and server, best kept (default 2; 1 with --quick)"
+    )
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--concurrency", type=int, nargs="+", help="override the concurrency levels")
     p.add_argument(
@@ -320,14 +381,22 @@ def main() -> None:
     args = p.parse_args()
     args.concurrency = args.concurrency or ([1, 4, 16] if args.quick else [1, 4, 16, 64])
     args.min_requests = 8 if args.quick else 16
-    args.repeats = 1 if args.quick else 2
+    args.repeats = args.repeats or (1 if args.quick else 2)
     args.prompt_len, args.output_len = 32, 32 if args.quick else 64
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
 
-    model_dir = args.out / f"model-h{args.hidden}-l{args.layers}"
+    model_dir = args.out / f"model-h{args.hidden}-l{args.layers}-i{args.intermediate}-s{args.train_steps}"
     if not (model_dir / "model.safetensors").exists():
-        build_tiny_model(model_dir, hidden=args.hidden, layers=args.layers, heads=4, steps=30)
+        heads = max(4, args.hidden // 64)
+        build_tiny_model(
+            model_dir,
+            hidden=args.hidden,
+            layers=args.layers,
+            heads=heads,
+            intermediate=args.intermediate,
+            steps=args.train_steps,
+        )
     params = sum(p.numel() for p in loader.load(str(model_dir))[0].parameters())
     print(f"bench model: {params / 1e6:.1f}M parameters, torch threads {torch.get_num_threads()}", flush=True)
 
@@ -339,7 +408,8 @@ def main() -> None:
     result: dict = {"params": params, "threads": args.threads, "loadavg_start": os.getloadavg()}
     result["serving"] = serving(model_dir, args)
     if args.serving_only:
-        print(json.dumps(result["serving"], indent=1))
+        (args.out / f"serve-{model_dir.name}.json").write_text(json.dumps(result, indent=2))
+        print("\n" + serving_table(result["serving"], args.concurrency))
         return
     result["scaling"] = generation_scaling(tiny_dir, lengths)
     result["exponents"] = {
@@ -358,20 +428,7 @@ def main() -> None:
 
 def markdown(result: dict, levels: list[int]) -> str:
     """The tables for docs/benchmarks-serve.md."""
-    by = {(r["server"], r["concurrency"]): r for r in result["serving"]}
-    out = [
-        "| concurrency | server | req/s | output tok/s | TTFT p50 / p99 ms | TPOT p50 / p99 ms | tok/s vs naive |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for c in levels:
-        for name in ("llmops", "naive"):
-            r = by[(name, c)]
-            ratio = r["output_tokens_per_s"] / by[("naive", c)]["output_tokens_per_s"]
-            out.append(
-                f"| {c} | {name} | {r['request_throughput']:.2f} | {r['output_tokens_per_s']:.0f} | "
-                f"{r['ttft_ms_p50']:.0f} / {r['ttft_ms_p99']:.0f} | "
-                f"{r['tpot_ms_p50']:.1f} / {r['tpot_ms_p99']:.1f} | **{ratio:.1f}x** |"
-            )
+    out = [serving_table(result["serving"], levels)]
     out += [
         "",
         "| N | no cache: s | KV cache: s | ratio | forward calls | KV cache bytes |",

@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import AsyncIterator
 from importlib import metadata
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -47,15 +48,120 @@ def version() -> str:
         return "0+unknown"
 
 
+def _state(request: Request) -> State:
+    return request.app.state.llmops
+
+
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return exc.response()
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    return JSONResponse(error_body(str(exc.detail), kind, exc.status_code), status_code=exc.status_code)
+
+
+async def health() -> dict:
+    return {"status": "ok"}
+
+
+async def ready(request: Request) -> JSONResponse:
+    state = _state(request)
+    if state.engine is None or state.draining:
+        why = "draining" if state.draining else "loading"
+        if state.load_error and not state.draining:
+            why = f"load failed: {state.load_error}"
+        return JSONResponse({"status": why}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def get_version() -> VersionResponse:
+    return VersionResponse(version=version())
+
+
+def _card(state: State) -> ModelCard:
+    s = state.settings
+    return ModelCard(id=s.name, created=state.created, root=s.model, max_model_len=state.max_model_len)
+
+
+async def models(request: Request) -> ModelList:
+    return ModelList(data=[_card(_state(request))])
+
+
+async def model(request: Request, model_id: str) -> ModelCard:
+    state = _state(request)
+    if model_id != state.settings.name:
+        raise ApiError(404, f"model '{model_id}' does not exist", code="model_not_found", param="model")
+    return _card(state)
+
+
+async def _parse(request: Request, kind: type) -> Any:
+    s = _state(request).settings
+    return await parse(request, kind, s.max_body_bytes, s.name)
+
+
+async def tokenize(request: Request) -> TokenizeResponse:
+    state = _state(request)
+    req = await _parse(request, TokenizeRequest)
+    tok = state.tokenizer
+    if req.messages is not None:
+        text = prompts.chat_text(state, req.messages, req.add_generation_prompt)
+        ids = tok(text, add_special_tokens=bool(req.add_special_tokens))["input_ids"]
+    else:
+        special = True if req.add_special_tokens is None else req.add_special_tokens
+        ids = tok(req.prompt, add_special_tokens=special)["input_ids"]
+    strs = tok.convert_ids_to_tokens(ids) if req.return_token_strs else None
+    return TokenizeResponse(count=len(ids), max_model_len=state.max_model_len, tokens=ids, token_strs=strs)
+
+
+async def detokenize(request: Request) -> DetokenizeResponse:
+    state = _state(request)
+    req = await _parse(request, DetokenizeRequest)
+    prompts.check_token_ids(state, req.tokens, "tokens")
+    return DetokenizeResponse(prompt=state.tokenizer.decode(req.tokens))
+
+
+async def completions(request: Request) -> Response:
+    state = _state(request)
+    req = await _parse(request, CompletionRequest)
+    ids, texts = prompts.completion_prompts(state, req)
+    return await _generate(state, request, req, ids, texts)
+
+
+async def chat(request: Request) -> Response:
+    state = _state(request)
+    req = await _parse(request, ChatCompletionRequest)
+    if req.max_completion_tokens is not None and req.max_tokens is None:
+        req.max_tokens = req.max_completion_tokens
+    return await _generate(state, request, req, [prompts.chat_prompt(state, req.messages)], None)
+
+
+ROUTES = [
+    ("GET", "/health", health),
+    ("GET", "/ready", ready),
+    ("GET", "/metrics", metrics),
+    ("GET", "/version", get_version),
+    ("GET", "/v1/models", models),
+    ("GET", "/v1/models/{model_id:path}", model),
+    ("POST", "/tokenize", tokenize),
+    ("POST", "/detokenize", detokenize),
+    ("POST", "/v1/completions", completions),
+    ("POST", "/v1/chat/completions", chat),
+]
+
+
 def create_app(settings: Settings, *, load_in_background: bool = True) -> FastAPI:
     state = State(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if load_in_background:
-            threading.Thread(
-                target=state.load, args=(getattr(app.state, "on_load_failure", None),), daemon=True
-            ).start()
+            on_failure = getattr(app.state, "on_load_failure", None)
+            threading.Thread(target=state.load, args=(on_failure,), daemon=True).start()
         else:
             state.load()
         yield
@@ -65,87 +171,10 @@ def create_app(settings: Settings, *, load_in_background: bool = True) -> FastAP
     app = FastAPI(title="llmops-serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.llmops = state
     app.add_middleware(GateMiddleware, state=state)
-    limit = settings.max_body_bytes
-
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return exc.response()
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return JSONResponse(error_body(str(exc.detail), kind, exc.status_code), status_code=exc.status_code)
-
-    @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok"}
-
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
-        if state.engine is None or state.draining:
-            why = "draining" if state.draining else "loading"
-            if state.load_error and not state.draining:
-                why = f"load failed: {state.load_error}"
-            return JSONResponse({"status": why}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/version")
-    async def get_version() -> VersionResponse:
-        return VersionResponse(version=version())
-
-    def card() -> ModelCard:
-        return ModelCard(
-            id=settings.name, created=state.created, root=settings.model, max_model_len=state.max_model_len
-        )
-
-    @app.get("/v1/models")
-    async def models() -> ModelList:
-        return ModelList(data=[card()])
-
-    @app.get("/v1/models/{model_id:path}")
-    async def model(model_id: str) -> ModelCard:
-        if model_id != settings.name:
-            raise ApiError(404, f"model '{model_id}' does not exist", code="model_not_found", param="model")
-        return card()
-
-    @app.post("/tokenize")
-    async def tokenize(request: Request) -> TokenizeResponse:
-        req = await parse(request, TokenizeRequest, limit, settings.name)
-        tok = state.tokenizer
-        if req.messages is not None:
-            text = prompts.chat_text(state, req.messages, req.add_generation_prompt)
-            ids = tok(text, add_special_tokens=bool(req.add_special_tokens))["input_ids"]
-        else:
-            special = True if req.add_special_tokens is None else req.add_special_tokens
-            ids = tok(req.prompt, add_special_tokens=special)["input_ids"]
-        strs = tok.convert_ids_to_tokens(ids) if req.return_token_strs else None
-        return TokenizeResponse(
-            count=len(ids), max_model_len=state.max_model_len, tokens=ids, token_strs=strs
-        )
-
-    @app.post("/detokenize")
-    async def detokenize(request: Request) -> DetokenizeResponse:
-        req = await parse(request, DetokenizeRequest, limit, settings.name)
-        prompts.check_token_ids(state, req.tokens, "tokens")
-        return DetokenizeResponse(prompt=state.tokenizer.decode(req.tokens))
-
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        req = await parse(request, CompletionRequest, limit, settings.name)
-        ids, texts = prompts.completion_prompts(state, req)
-        return await _generate(state, request, req, ids, texts)
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        req = await parse(request, ChatCompletionRequest, limit, settings.name)
-        if req.max_completion_tokens is not None and req.max_tokens is None:
-            req.max_tokens = req.max_completion_tokens
-        return await _generate(state, request, req, [prompts.chat_prompt(state, req.messages)], None)
-
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for method, path, handler in ROUTES:
+        app.add_api_route(path, handler, methods=[method])
     return app
 
 

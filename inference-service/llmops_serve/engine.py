@@ -1,8 +1,9 @@
 """Continuous-batching engine: one thread owns the model and runs prefill and batched decode steps.
 
 Each step drops cancelled and finished rows, admits waiting sequences (up to the batch and token
-limits) and prefills them one by one with their own KV cache, merges them into the running batch's
-cache (left padding, masked), then runs ONE forward over all running sequences for the next token.
+limits) and prefills them together in one forward (left-padded, masked) into a fresh KV cache, merges
+that into the running batch's cache (left padding, masked), then runs ONE forward over all running
+sequences for the next token.
 All-padding columns are trimmed, so nothing is recomputed and the cache stays as short as the
 longest live sequence. Results go back to asyncio via call_soon_threadsafe, one call per step.
 
@@ -214,70 +215,105 @@ class Engine:
             self._finish(seq, "cancelled")
 
     def _admit(self) -> None:
-        budget = self.max_prefill_tokens
-        while True:
-            with self._cv:
-                if not self.waiting or len(self.running) >= self.max_batch_size:
-                    break
+        """Take the waiting sequences that fit (batch size, token budgets) and prefill them together."""
+        group: list[Sequence] = []
+        longest = 0
+        with self._cv:
+            while self.waiting and len(self.running) + len(group) < self.max_batch_size:
                 seq = self.waiting[0]
                 need = len(seq.prompt_ids)
-                if self.running and need > budget:
+                padded = (len(group) + 1) * max(longest, need)  # the prefill forward is padded
+                if (self.running or group) and padded > self.max_prefill_tokens:
                     break  # prefill the rest next step so running rows keep decoding
-                if self.max_tokens_in_flight and self.running:
-                    in_flight = sum(len(s.prompt_ids) + s.params.max_tokens for s in self.running)
+                if self.max_tokens_in_flight and (self.running or group):
+                    in_flight = sum(len(s.prompt_ids) + s.params.max_tokens for s in [*self.running, *group])
                     if in_flight + need + seq.params.max_tokens > self.max_tokens_in_flight:
                         break
-                self.waiting.popleft()
-            budget -= need
+                group.append(self.waiting.popleft())
+                longest = max(longest, need)
+        if group:
+            self._prefill(group)
+
+    def _prefill(self, group: list[Sequence]) -> None:
+        """ONE forward over the newcomers' prompts (left-padded, masked), then each samples its first token.
+
+        A lone prompt runs unpadded, exactly as a solo run computes it. If the batched forward fails,
+        each prompt is retried alone, so only a prompt that fails by itself fails its request.
+        """
+        now = time.monotonic()
+        for seq in group:
+            seq.scheduled = seq.scheduled or now
+            seq.row = RowState.create(seq.params, self.vocab, self.device)
+            seq.detok = IncrementalDetokenizer(self.tokenizer)
+            seq.stopper = StopChecker(seq.params.stop)
+        lengths = [len(s.prompt_ids) for s in group]
+        width = max(lengths)
+        ids = torch.zeros(len(group), width, dtype=torch.long)
+        mask = torch.zeros(len(group), width, dtype=torch.long)
+        positions = torch.zeros(len(group), width, dtype=torch.long)
+        for i, (seq, n) in enumerate(zip(group, lengths, strict=True)):
+            ids[i, width - n :] = torch.tensor(seq.prompt_ids)
+            mask[i, width - n :] = 1
+            positions[i, width - n :] = torch.arange(n)
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        all_logits = any(s.params.prompt_logprobs for s in group)
+        try:
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask if min(lengths) < width else None,
+                position_ids=positions,
+                past_key_values=DynamicCache(),
+                use_cache=True,
+                logits_to_keep=0 if all_logits else 1,
+            )
+        except Exception as exc:
+            if len(group) > 1:
+                for seq in group:
+                    self._prefill([seq])
+                return
+            log.exception("prefill failed request_id=%s", group[0].request_id)
+            self._finish(group[0], "error", error=f"prefill failed: {exc}")
+            return
+        self._step_tokens += sum(lengths)
+        last = out.logits[:, -1]
+        greedy = last.argmax(dim=-1).tolist()
+        keep = []
+        for i, (seq, n) in enumerate(zip(group, lengths, strict=True)):
             try:
-                self._prefill(seq)
+                p = seq.params
+                if p.prompt_logprobs:
+                    seq.prompt_logprobs = prompt_logprobs(
+                        out.logits[i, width - n :], seq.prompt_ids, p.logprobs or 0
+                    )
+                token = greedy[i] if p.plain else choose(last[i], p, seq.row)
+                if not self._accept(seq, token, last[i]):
+                    keep.append(i)  # finished on its first token: never joins the batch
             except Exception as exc:  # this request's own failure: only it sees it
                 log.exception("prefill failed request_id=%s", seq.request_id)
                 self._finish(seq, "error", error=f"prefill failed: {exc}")
+        if keep:
+            self._merge(out.past_key_values, mask, [group[i] for i in keep], keep)
 
-    def _prefill(self, seq: Sequence) -> None:
-        """Run the prompt alone (no padding, so its KV is exactly what a solo run computes)."""
-        seq.scheduled = time.monotonic()
-        p = seq.params
-        seq.row = RowState.create(p, self.vocab, self.device)
-        seq.detok = IncrementalDetokenizer(self.tokenizer)
-        seq.stopper = StopChecker(p.stop)
-        n = len(seq.prompt_ids)
-        out = self.model(
-            input_ids=torch.tensor([seq.prompt_ids], device=self.device),
-            position_ids=torch.arange(n, device=self.device)[None],
-            past_key_values=DynamicCache(),
-            use_cache=True,
-            logits_to_keep=0 if p.prompt_logprobs else 1,
-        )
-        self._step_tokens += n
-        if p.prompt_logprobs:
-            seq.prompt_logprobs = prompt_logprobs(out.logits[0], seq.prompt_ids, p.logprobs or 0)
-        logits = out.logits[0, -1]
-        token = int(logits.argmax()) if p.plain else choose(logits, p, seq.row)
-        if self._accept(seq, token, logits):
-            return  # finished on its first token: never joins the batch
-        self._merge(out.past_key_values, n, seq)
-
-    def _merge(self, cache: DynamicCache, length: int, seq: Sequence) -> None:
-        """Append one prefilled row to the batch cache, left-padding whichever side is shorter."""
+    def _merge(self, cache: DynamicCache, mask: torch.Tensor, seqs: list[Sequence], rows: list[int]) -> None:
+        """Append prefilled rows to the batch cache, left-padding whichever side is shorter."""
+        idx = torch.tensor(rows, device=self.device)
+        new_kv = [(layer.keys[idx], layer.values[idx]) for layer in cache.layers]
+        new_mask = mask[idx]
+        lengths = [len(s.prompt_ids) for s in seqs]
         if self.cache is None or not self.running:
-            self.cache = growing_cache([(layer.keys, layer.values) for layer in cache.layers])
-            self.mask = torch.ones(1, length, dtype=torch.long, device=self.device)
-            self.running, self.lengths = [seq], [length]
+            self.cache, self.mask = growing_cache(new_kv), new_mask
+            self.running, self.lengths = list(seqs), lengths
             return
-        width = max(self.mask.shape[1], length)
+        width = max(self.mask.shape[1], new_mask.shape[1])
         layers = []
-        for old, new in zip(self.cache.layers, cache.layers, strict=True):
-            k = torch.cat([pad_left(old.keys, width), pad_left(new.keys, width)], dim=0)
-            v = torch.cat([pad_left(old.values, width), pad_left(new.values, width)], dim=0)
-            layers.append((k, v))
+        for old, (k, v) in zip(self.cache.layers, new_kv, strict=True):
+            keys = torch.cat([pad_left(old.keys, width), pad_left(k, width)], dim=0)
+            values = torch.cat([pad_left(old.values, width), pad_left(v, width)], dim=0)
+            layers.append((keys, values))
         self.cache = growing_cache(layers)
-        new_mask = torch.zeros(1, width, dtype=torch.long, device=self.device)
-        new_mask[:, width - length :] = 1
-        self.mask = torch.cat([pad_left(self.mask, width, dim=1), new_mask], dim=0)
-        self.running.append(seq)
-        self.lengths.append(length)
+        self.mask = torch.cat([pad_left(self.mask, width, dim=1), pad_left(new_mask, width, dim=1)], dim=0)
+        self.running += seqs
+        self.lengths += lengths
 
     def _decode(self) -> None:
         """ONE forward for every running row: last token in, next token out, KV cache appended."""

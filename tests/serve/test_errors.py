@@ -16,7 +16,7 @@ from tests.serve.conftest import live_server, wait_for
 def post(server, body, path="/v1/completions", **kw) -> httpx.Response:
     return httpx.post(
         server.url + path,
-        timeout=30,
+        timeout=120,  # two 2000-token requests in a row on a busy shared machine
         **({"json": body} if not isinstance(body, bytes) else {"content": body}),
         **kw,
     )
@@ -132,7 +132,7 @@ def test_limits_server(tiny_model, caplog):
             ok.completions.create(model="tiny", prompt="The", max_tokens=3)
         assert exc.value.response.headers["retry-after"] == "1"
         for t in threads:
-            t.join(timeout=30)
+            t.join(timeout=120)
         assert [r.status_code for r in results] == [200, 200]
         assert wait_for(lambda: engine.num_running == engine.num_waiting == 0)
     logged = caplog.text

@@ -219,3 +219,42 @@ def test_kv_cache_usage_while_running(tiny_model):
             usage = metric(srv, "vllm:kv_cache_usage_perc", 'model_name="tiny"')
             assert 0 < usage < 1  # one row of two, well under max_model_len
         assert wait_for(lambda: metric(srv, "vllm:kv_cache_usage_perc", 'model_name="tiny"') == 0)
+
+
+def test_failed_batched_prefill_retries_each_prompt_alone(tiny_model):
+    """A prompt whose prefill raises fails alone; the prompts admitted with it still run."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmops_serve.engine import Engine, Sequence
+    from llmops_serve.sampling import SamplingParams
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    poison = tok("The fox")["input_ids"][-1]
+    real_forward = model.forward
+
+    def forward(*args, input_ids, **kw):
+        if input_ids.shape[1] > 1 and (input_ids == poison).any():
+            raise RuntimeError("CUDA out of memory")
+        return real_forward(*args, input_ids=input_ids, **kw)
+
+    model.forward = forward
+    loop = asyncio.new_event_loop()
+
+    def run(prompts: list[str]) -> list[Sequence]:
+        engine = Engine(model, tok, max_batch_size=8)
+        params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+        seqs = [Sequence(tok(p)["input_ids"], params, loop, asyncio.Queue()) for p in prompts]
+        engine.submit(seqs)
+        while engine.num_running or engine.num_waiting:
+            engine.step()
+        return seqs
+
+    alone = [run([p])[0].output_ids for p in ("The quick brown", "Kubernetes")]
+    seqs = run(["The quick brown", "The fox", "Kubernetes"])
+    assert [s.output_ids for s in (seqs[0], seqs[2])] == alone
+    assert seqs[1].finished and seqs[1].output_ids == []
+    loop.run_until_complete(asyncio.sleep(0))  # deliver the engine's events
+    event = seqs[1].queue.get_nowait()
+    assert event.finish_reason == "error" and "out of memory" in event.error
+    loop.close()
