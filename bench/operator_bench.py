@@ -1,7 +1,7 @@
 """Benchmark: the operator converging N TrainingJobs and N InferenceEndpoints against kmock's emulator.
 
     python bench/operator_bench.py --n 100              # ~30 s
-    python bench/operator_bench.py --n 500 --repeat 5   # the issue's upper bound, ~2 minutes
+    python bench/operator_bench.py --n 500 --repeat 5   # ~2 minutes
 
 Baseline: the same rendered children (with owner references) POSTed concurrently by the operator's own
 HTTP client (``controller.kube``, same connection limit) into a fresh emulator. Operator: a fresh

@@ -4,7 +4,7 @@
    baseline (one generate() at a time, bench/serve_naive.py) and `transformers serve
    --continuous-batching` (the peer a user already has) on the same model and tokens: request
    throughput, output tokens/s, TTFT and TPOT p50/p99.
-2. The lecture table's generation column: generation time against length N with and without
+2. Generation with and without a KV cache: generation time against length N with and without
    the KV cache, with fitted exponents beside the claimed O(N^3 L) and O(N^2 L).
 3. int8 dynamic quantization vs fp32: decode speed and quality (top-1 agreement, perplexity).
 
