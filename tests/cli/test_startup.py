@@ -35,8 +35,7 @@ def leaves(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, 
     return out
 
 
-# `llmops dev` is documented by its own module (cli/llmops/dev/) and its tests
-@pytest.mark.parametrize("path", [p for p in leaves(cli) if p[0] != "dev"], ids=" ".join)
+@pytest.mark.parametrize("path", leaves(cli), ids=" ".join)
 def test_every_command_has_help_with_examples(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(cli, [*path, "--help"])
     assert result.exit_code == 0

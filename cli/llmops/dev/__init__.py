@@ -29,7 +29,14 @@ def dev() -> None:
     help="With --simulated: run our operator as a local process, as its ServiceAccount.",
 )
 def up_cmd(simulated: bool, operator: bool) -> None:
-    """Create the cluster with the training operator and our CRDs; print its KUBECONFIG last."""
+    """Create the cluster with the training operator and our CRDs; print its KUBECONFIG last.
+
+    \b
+    Examples:
+      eval "$(llmops dev up --simulated | tail -1)"   # no Docker: fake EKS-shaped GPU nodes
+      llmops dev up --simulated --no-operator         # run your own operator against it
+      llmops dev up                                   # kind: real pods (needs Docker, kind, helm)
+    """
     if simulated:
         from . import simulated as sim
 
@@ -53,7 +60,13 @@ def up_cmd(simulated: bool, operator: bool) -> None:
 @dev.command("down")
 @click.option("--simulated", is_flag=True, help="Stop the simulated cluster and everything it started.")
 def down_cmd(simulated: bool) -> None:
-    """Delete the cluster."""
+    """Delete the cluster (and stop everything `dev up` started).
+
+    \b
+    Examples:
+      llmops dev down --simulated
+      llmops dev down
+    """
     if simulated:
         from . import simulated as sim
 
@@ -70,7 +83,12 @@ def down_cmd(simulated: bool) -> None:
 
 @dev.command("load")
 def load_cmd() -> None:
-    """Build our images and load them into the kind cluster."""
+    """Build our images and load them into the kind cluster.
+
+    \b
+    Examples:
+      llmops dev load
+    """
     from . import kind
 
     try:
