@@ -6,6 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
+# The oldest transformers we allow, beside the venv's newest: a test loads the trainer's export in both.
+OLD_TRANSFORMERS := $(VENV)/transformers-4
+export LLMOPS_TEST_OLD_TRANSFORMERS := $(abspath $(OLD_TRANSFORMERS))
 
 .PHONY: setup demo test e2e lint crds
 $(BIN)/llmops: pyproject.toml
@@ -13,6 +16,8 @@ $(BIN)/llmops: pyproject.toml
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[all]'
+	$(BIN)/pip install -q --no-deps --target $(OLD_TRANSFORMERS) \
+		transformers==4.45.2 tokenizers==0.20.3 huggingface-hub==0.26.5
 	touch $@
 
 setup: $(BIN)/llmops
