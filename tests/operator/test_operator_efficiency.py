@@ -6,14 +6,13 @@ from __future__ import annotations
 import copy
 
 import kmock
-import kopf
 import pytest
 from lean_emulator import LeanEmulator, declare
 from op_harness import PTJ, TJ_API, condition, eventually, running, training_job
 
 from llmops_core import api
 from llmops_operator import render
-from llmops_operator.controller import cache, children, desired, handlers, kube, settings
+from llmops_operator.controller import cache, children, desired, kube, settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,23 +68,6 @@ def test_an_echo_of_our_own_write_is_not_news():
     assert cache.seen("v1", "ConfigMap", "n", "c")["data"] == {"a": "2"}
     assert cache.observe({"type": "DELETED", "object": edited}) is True
     assert cache.seen("v1", "ConfigMap", "n", "c") is None
-
-
-def test_kopf_diff_base_is_built_for_parents_only():
-    storage = handlers.ParentsDiffBaseStorage(prefix="llmops.dev", key="last-handled-configuration")
-    child = kopf.Body(
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 2}}
-    )
-    parent = kopf.Body(
-        {
-            "apiVersion": "llmops.dev/v1alpha1",
-            "kind": "TrainingJob",
-            "metadata": {"name": "t"},
-            "spec": {"a": 1},
-        }
-    )
-    assert storage.build(body=child) == {}
-    assert storage.build(body=parent) == {"spec": {"a": 1}}
 
 
 async def test_ensure_never_takes_over_what_it_does_not_own_and_leaves_create_only_children_alone():

@@ -70,19 +70,10 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
-class ParentsDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
-    """kopf's diff base, for our parents only (kopf watches nothing else; kept as a guard)."""
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
-        if str(body.get("apiVersion", "")).startswith(f"{GROUP}/"):
-            return super().build(body=body, extra_fields=extra_fields)
-        return kopf.BodyEssence()
-
-
 def configure(settings: kopf.OperatorSettings) -> None:
     """Our annotation prefix for kopf's state, long watches, short retries."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = ParentsDiffBaseStorage(
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{PREFIX}/finalizer"  # declared, never added: no deletion handlers
