@@ -38,6 +38,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 for sub in ("operator", "training-jobs", "inference-service"):
@@ -203,12 +204,11 @@ def _warm_up(cfg, model_dir: Path) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def _write_model(case: Case, where: Path) -> None:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _llama_config(case: Case) -> Any:
+    """The Llama of ``case`` (untied embeddings, as the trainer's presets)."""
+    from transformers import LlamaConfig
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
+    return LlamaConfig(
         hidden_size=case.hidden,
         num_hidden_layers=case.layers,
         num_attention_heads=case.heads,
@@ -218,6 +218,14 @@ def _write_model(case: Case, where: Path) -> None:
         max_position_embeddings=max(2048, case.seq),
         tie_word_embeddings=False,
     )
+
+
+def _write_model(case: Case, where: Path) -> None:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = _llama_config(case)
     LlamaForCausalLM(config).save_pretrained(where)
 
 
@@ -334,7 +342,7 @@ def measure_training_cuda(case: Case, precision: str = "bf16") -> dict:
     """The trainer's step on CUDA (its autocast dtype, AdamW with torch's CUDA defaults); peak from
     ``torch.cuda.max_memory_allocated`` after the model is on the device (the reset point)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     from llmops_train.loop import make_optimizer
 
@@ -343,16 +351,7 @@ def measure_training_cuda(case: Case, precision: str = "bf16") -> dict:
             weight_decay, learning_rate = 0.1, 3e-4
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=case.hidden,
-        num_hidden_layers=case.layers,
-        num_attention_heads=case.heads,
-        num_key_value_heads=case.kv_heads,
-        intermediate_size=case.intermediate,
-        vocab_size=case.vocab,
-        max_position_embeddings=max(2048, case.seq),
-        tie_word_embeddings=False,
-    )
+    config = _llama_config(case)
     model = LlamaForCausalLM(config)
     if case.lora_rank:
         from peft import LoraConfig, get_peft_model
