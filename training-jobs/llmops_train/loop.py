@@ -21,6 +21,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from llmops_core.api.presets import PRESETS
 
 from . import checkpoint as ckpt
+from . import context as cp
 from . import data as data_mod
 from . import distributed as D
 from .config import InputError, RunConfig
@@ -151,12 +152,17 @@ def run_fingerprint(cfg: RunConfig, train_sha256: str, validation_sha256: str | 
 
 
 def evaluate_loss(
-    wrapped: torch.nn.Module, model: torch.nn.Module, batches: list[data_mod.EvalBatch], d: D.Dist
+    wrapped: torch.nn.Module,
+    model: torch.nn.Module,
+    batches: list[data_mod.EvalBatch],
+    d: D.Dist,
+    lay: cp.Layout,
 ) -> float | None:
     """Mean loss per held-out sequence over every rank's share: for a given set, the same number
     whatever the world size or the split into batches. Blocks have equal length, so a batch's mean
     loss times its real size is its sum; a rank with nothing left runs a zero-weight batch so FSDP's
-    collectives stay in step."""
+    collectives stay in step. With context parallelism each rank's loss is its shard's share, so the
+    shares add up and a batch is counted by its cp group's first rank only."""
     if not batches:
         return None
     model.eval()
@@ -164,12 +170,20 @@ def evaluate_loss(
     with torch.no_grad():
         for batch in batches:
             ids = batch.blocks.to(d.device)
-            loss = wrapped(input_ids=ids, labels=ids).loss.item()
+            loss = forward_loss(wrapped, lay, ids).item()
             total += loss * batch.weight
-            count += batch.weight
+            count += batch.weight if lay.cp_rank == 0 else 0
     model.train()
     summed, n = D.all_sum([total, float(count)], d.device)
     return summed / n if n else None
+
+
+def forward_loss(wrapped: torch.nn.Module, lay: cp.Layout, ids: torch.Tensor) -> torch.Tensor:
+    """The batch's mean next-token loss, or with context parallelism this rank's share of it."""
+    if not lay.enabled:
+        return wrapped(input_ids=ids, labels=ids).loss
+    with cp.shard(lay, ids) as (local, labels, pos):
+        return cp.loss(wrapped, local, labels, pos, ids.shape[0] * (ids.shape[1] - 1))
 
 
 def total_steps(cfg: RunConfig, micro_per_epoch: int) -> int:
@@ -199,6 +213,7 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
     hp, spec = cfg.hp, cfg.spec
     stop = StopFlag()
     seed_everything(hp.seed, cfg.device)
+    lay = cp.layout(d.rank, d.world, hp.context_parallel, cfg.device, hp.sequence_length)
 
     latest = None  # the checkpoint to resume from, found first: it also holds a preset's tokenizer
     if d.main:
@@ -236,14 +251,17 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
                 spec.data.validation_split,
                 len(blocks),
             )
-    loader = data_mod.BlockLoader(train_blocks, hp.batch_size, d.rank, d.world, hp.seed)
-    evals = data_mod.eval_batches(val_blocks, hp.batch_size, d.rank, d.world, hp.eval_batches)
+    # The ranks of a cp group read the same sequences: data is dealt out over the dp groups.
+    loader = data_mod.BlockLoader(train_blocks, hp.batch_size, lay.dp_rank, lay.dp_world, hp.seed)
+    evals = data_mod.eval_batches(val_blocks, hp.batch_size, lay.dp_rank, lay.dp_world, hp.eval_batches)
     steps = total_steps(cfg, loader.per_epoch)
 
     model = make_model(cfg, inputs, tokenizer).to(d.device)
     if hp.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
+    if lay.enabled:
+        cp.enable(model, lay)
     sharded = hp.strategy == "fsdp" and d.world > 1
     wrapped = D.wrap(model, hp.strategy, d)
     optimizer = make_optimizer(model, cfg)
@@ -302,7 +320,20 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
 
     def evaluate() -> float | None:
         with autocast():
-            return evaluate_loss(wrapped, model, evals, d)
+            return evaluate_loss(wrapped, model, evals, d, lay)
+
+    def backward_context(batch: torch.Tensor):
+        """Forward and backward of a micro-batch both run inside it: with context parallelism they
+        need the sequence shard and the attention exchange."""
+        if not lay.enabled:
+            return contextlib.nullcontext(batch)
+        return cp.shard(lay, batch)
+
+    def step_loss(fed: Any) -> torch.Tensor:
+        if not lay.enabled:
+            return wrapped(input_ids=fed, labels=fed).loss
+        ids, labels, pos = fed
+        return cp.loss(wrapped, ids, labels, pos, ids.shape[0] * (hp.sequence_length - 1))
 
     def autocast():
         if amp_dtype is None:
@@ -313,7 +344,7 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
         model.train()
         phase, bad_steps = "Succeeded", 0
         budget = spec.hyperparameters.max_seconds
-        tokens_per_step = hp.batch_size * hp.sequence_length * hp.gradient_accumulation * d.world
+        tokens_per_step = hp.batch_size * hp.sequence_length * hp.gradient_accumulation * lay.dp_world
         while state["step"] < steps:
             t0 = time.perf_counter()
             loss_sum = 0.0
@@ -327,10 +358,11 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
                     if (not last and hasattr(wrapped, "no_sync"))
                     else contextlib.nullcontext()
                 )
-                with sync:
+                with sync, backward_context(batch) as fed:
                     with autocast():
-                        loss = wrapped(input_ids=batch, labels=batch).loss / hp.gradient_accumulation
-                    scaler.scale(loss).backward()
+                        loss = step_loss(fed) / hp.gradient_accumulation
+                    # DDP/FSDP average gradients over the world; x K makes that a sum over each cp group.
+                    scaler.scale(loss * lay.cp_world).backward()
                 loss_sum += loss.detach().float().item()
             scaler.unscale_(optimizer)
             max_norm = hp.grad_clip if hp.grad_clip > 0 else math.inf
@@ -366,7 +398,7 @@ def run(cfg: RunConfig, inputs: Inputs, d: D.Dist) -> str:
             state["step"] += 1
             dt = time.perf_counter() - t0
             state["seconds"] += dt
-            state["loss"] = summed_loss / d.world
+            state["loss"] = summed_loss / lay.dp_world  # cp ranks hold shares of one loss
             step = state["step"]
 
             record = {

@@ -102,6 +102,12 @@ class Hyperparameters(ApiModel):
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     activation_checkpointing: bool = False
     strategy: Literal["ddp", "fsdp"] = "ddp"
+    context_parallel: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Ranks each sequence is split across (ring attention); DDP/FSDP run over world/K groups.",
+    )
     compile: bool = False
     seed: int = Field(1234, ge=0)
     eval_interval: int = Field(200, ge=1, description="Steps between evaluations.")
