@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from llmops_core import api
+from tests.manifests import training_job
 from tests.train.helpers import env, losses, metrics, train, write_job
 
 STEPS = 8
@@ -98,3 +100,33 @@ def test_world_not_divisible_by_cp_is_one_line(tmp_path: Path) -> None:
     run = torchrun(tmp_path, job(tmp_path, 4, contextParallel=4), 3)
     assert run.returncode != 0
     assert "llmops-train: error: hyperparameters.contextParallel 4 needs a world size" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("hp", "resources", "ok"),
+    [
+        ({"contextParallel": 2, "sequenceLength": 64}, {"acceleratorsPerNode": 2}, True),
+        ({"contextParallel": 4, "sequenceLength": 64}, {"acceleratorsPerNode": 4, "nodes": 2}, True),
+        ({"contextParallel": 1, "sequenceLength": 63}, {"acceleratorsPerNode": 3}, True),
+        ({"contextParallel": 2, "sequenceLength": 66}, {"acceleratorsPerNode": 2}, False),  # 66 % 4
+        ({"contextParallel": 4, "sequenceLength": 64}, {"acceleratorsPerNode": 2}, False),  # world 2
+        ({"contextParallel": 2, "sequenceLength": 64}, {"acceleratorsPerNode": 3}, False),  # world 3
+    ],
+)
+def test_manifest_rule_names_the_field(hp: dict, resources: dict, ok: bool) -> None:
+    """sequenceLength divisible by 2K (head-tail load balancing), nodes x processes divisible by K."""
+    doc = training_job(hyperparameters=hp, resources={"accelerator": "cpu", **resources})
+    if ok:
+        assert api.load(doc).spec.hyperparameters.context_parallel == hp["contextParallel"]
+        return
+    with pytest.raises(api.SpecError) as err:
+        api.load(doc)
+    (issue,) = err.value.issues
+    assert issue.path == "spec.hyperparameters.contextParallel"
+    assert f"sequenceLength {hp['sequenceLength']}" in issue.message
+
+
+def test_context_parallel_below_one_is_refused() -> None:
+    with pytest.raises(api.SpecError) as err:
+        api.load(training_job(hyperparameters={"contextParallel": 0}))
+    assert [i.path for i in err.value.issues] == ["spec.hyperparameters.contextParallel"]
