@@ -33,6 +33,12 @@ What is measured, per (N, L, mode):
 
 Exponents are least-squares slopes on log-log axes.
 
+Context parallelism (the trainer's ``hyperparameters.contextParallel``): K gloo processes each hold
+1/K of every sequence and exchange keys and values (``llmops_train.context``, its CPU all-gather
+path). Claim: peak activation memory per rank O(N L / K). Measured: the same saved-for-backward peak
+on every rank, for K = 2 and 4 at the same N and L, in each checkpointing mode, as a ratio to one
+process (SDPA attention, K = 1), next to the prediction 1/K.
+
     python bench/train_complexity.py            # ~2 min on a shared 2-core VM
     python bench/train_complexity.py --quick    # ~15 s
 """
@@ -42,7 +48,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -56,6 +65,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 MODES = ("vanilla", "per-layer", "sqrt")
+ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 256
 
 
@@ -261,6 +271,78 @@ def sdpa_memory(seqs: list[int], fixed_l: int, hidden: int) -> list[dict]:
     return rows
 
 
+def cp_worker(rank: int, k: int, port: int, n: int, layers: int, hidden: int) -> dict[str, float]:
+    """One rank of a K-way context-parallel step (gloo): peak saved MiB per mode on this rank."""
+    for sub in ("operator", "training-jobs"):
+        sys.path.insert(0, str(ROOT / sub))
+    import torch.distributed as dist
+
+    from llmops_train import context as cp
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=k)
+    try:
+        model = build_model(layers, n, hidden=hidden, attn="sdpa")
+        lay = cp.layout(rank, k, k, "cpu", n)
+        cp.enable(model, lay)
+        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        ids = torch.randint(0, VOCAB, (1, n), generator=torch.Generator().manual_seed(0))
+
+        def step() -> None:
+            model.zero_grad(set_to_none=True)
+            with cp.shard(lay, ids) as (local, labels, pos):
+                (cp.loss(model, local, labels, pos, n - 1) * k).backward()
+
+        peaks = {}
+        for mode in MODES:
+            set_mode(model, mode)
+            step()  # warm-up
+            meter = SavedTensorMeter(params)
+            with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
+                step()
+            peaks[mode] = meter.peak / 2**20
+        return peaks
+    finally:
+        dist.destroy_process_group()
+
+
+def cp_memory(n: int, layers: int, hidden: int, ks: tuple[int, ...] = (2, 4)) -> list[dict]:
+    """Peak saved MiB per rank for K = 1 (one process) and each K (K processes), every mode."""
+    rows = [
+        {"k": 1, "rank": 0, "n": n, "layers": layers, "mode": m.mode, "peak_saved_mib": m.peak_saved_mib}
+        for m in measure_step(layers, n, repeats=0, hidden=hidden, attn="sdpa")
+    ]
+    for k in ks:
+        with socket.socket() as sock:  # a free port for this group's rendezvous
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        args = [str(a) for a in (k, port, n, layers, hidden)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--cp-worker", str(r), *args], stdout=subprocess.PIPE, text=True
+            )
+            for r in range(k)
+        ]
+        for r, proc in enumerate(procs):
+            out, _ = proc.communicate(timeout=900)
+            if proc.returncode:
+                raise RuntimeError(f"context-parallel rank {r} of {k} exited {proc.returncode}")
+            for mode, mib in json.loads(out.splitlines()[-1]).items():
+                rows.append(
+                    {"k": k, "rank": r, "n": n, "layers": layers, "mode": mode, "peak_saved_mib": mib}
+                )
+        print(f"  CP K={k} N={n} L={layers}: " + ", ".join(
+            f"{m} {max(r['peak_saved_mib'] for r in rows if r['k'] == k and r['mode'] == m):.2f} MiB" for m in MODES
+        ), file=sys.stderr)  # fmt: skip
+    return rows
+
+
+def cp_ratio(rows: list[dict], k: int, mode: str) -> float:
+    """Largest per-rank peak at K over the one-process peak, same mode."""
+    base = next(r["peak_saved_mib"] for r in rows if r["k"] == 1 and r["mode"] == mode)
+    return max(r["peak_saved_mib"] for r in rows if r["k"] == k and r["mode"] == mode) / base
+
+
 def _series(rows: list[dict], mode: str, axis: str, key: str) -> tuple[list[float], list[float]]:
     picked = [r for r in rows if r["mode"] == mode]
     return [r[axis] for r in picked], [r[key] for r in picked]
@@ -301,6 +383,11 @@ def table(results: dict) -> str:
         row("step time / vanilla, median (range)", "1", "~1.33 (4F/3F if bwd = 2F)", lambda m: "1" if m == "vanilla" else ratio("seconds", m)),
         row("forward calls per layer per step", "1", "2", calls),
     ]  # fmt: skip
+    for k in sorted({r["k"] for r in results.get("cp", []) if r["k"] > 1}):
+        lines.append(
+            row(f"peak memory per rank, context parallel K={k} / K=1 (SDPA, N={results['cp'][0]['n']})",
+                f"1/{k} = {1 / k:.2f}", f"1/{k} = {1 / k:.2f}", lambda m, k=k: f"{cp_ratio(results['cp'], k, m):.2f}")
+        )  # fmt: skip
     if results.get("sdpa_by_n"):
         lines.insert(
             3,
@@ -358,8 +445,15 @@ def main(argv: list[str] | None = None) -> None:
         help="torch intra-op threads (1: on a shared 2-core box 2 threads ran 10x slower and noisier)",
     )  # fmt: skip
     parser.add_argument("--no-sdpa", action="store_true", help="skip the SDPA memory-only series")
+    parser.add_argument("--cp", type=int, nargs="*", default=[2, 4], help="context-parallel K to measure")
+    parser.add_argument(
+        "--cp-worker", type=int, nargs=6, help=argparse.SUPPRESS
+    )  # rank k port n layers hidden
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.cp_worker:
+        print(json.dumps(cp_worker(*args.cp_worker)))
+        return
     if args.quick:
         seqs, depths, fixed_n, fixed_l, repeats, hidden = [128, 256, 512], [1, 4, 9], 256, 4, 2, 128  # fmt: skip
     else:
@@ -368,6 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     results = sweep(seqs, depths, fixed_n, fixed_l, repeats, hidden)
     if not args.no_sdpa:
         results["sdpa_by_n"] = sdpa_memory(seqs, fixed_l, hidden)
+    if args.cp:
+        results["cp"] = cp_memory(seqs[-1], fixed_l, hidden, tuple(args.cp))
     args.out.mkdir(parents=True, exist_ok=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

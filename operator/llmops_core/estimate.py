@@ -201,6 +201,7 @@ class TrainingPlan:
     activation_checkpointing: bool = False
     strategy: Literal["ddp", "fsdp"] = "ddp"
     world_size: int = 1
+    context_parallel: int = 1  # ranks each sequence is split across (hyperparameters.contextParallel)
     lora: LoraPlan | None = None
     device: Literal["accelerator", "cpu"] = "accelerator"  # the trainer runs fp32 on CPU
 
@@ -223,6 +224,7 @@ class TrainingMemory:
     loss_transients: int
     recompute: int  # one layer's activations rebuilt during backward with checkpointing
     step_transients: int
+    cp_exchange: int  # context parallelism: one layer's keys and values of the whole sequence, gathered
     trainable_parameters: int
     parameters: int
 
@@ -234,12 +236,12 @@ class TrainingMemory:
         gradient yet. With checkpointing autocast's weight copies are alive only until here (the
         recompute casts each layer again), so they count here instead of in ``persistent``."""
         copies = self.weight_copies if self.checkpointed else 0
-        return self.activations + self.loss_transients + copies
+        return self.activations + self.loss_transients + copies + self.cp_exchange
 
     @property
     def recompute_phase(self) -> int:
         """With checkpointing, during backward: the kept layer inputs plus one layer rebuilt."""
-        return self.activations + self.recompute
+        return self.activations + self.recompute + self.cp_exchange
 
     @property
     def optimizer_step(self) -> int:
@@ -327,10 +329,15 @@ def training_memory(shape: ModelShape, plan: TrainingPlan) -> TrainingMemory:
     trainable = plan.lora.trainable(shape) if plan.lora else params
     frozen = params - trainable
     shard = plan.world_size if plan.strategy == "fsdp" and plan.world_size > 1 else 1
-    tokens = plan.batch_size * plan.sequence_length
+    # Context parallelism: each rank holds sequence/K positions of every sequence, so every term that
+    # scales with tokens (activations, RoPE tables, loss transients, the recomputed layer) divides by K.
+    cp = plan.context_parallel
+    local_seq = plan.sequence_length / cp
+    tokens = plan.batch_size * local_seq
+    act_bytes = 2 if plan.mixed else 4
     ckpt = plan.activation_checkpointing
     per_token = activation_bytes_per_token(shape, plan, checkpointed=ckpt)
-    rope = 2 * plan.sequence_length * shape.head_dim * 4 * (0 if ckpt else 1)
+    rope = 2 * local_seq * shape.head_dim * 4 * (0 if ckpt else 1)
     full_layer = activation_bytes_per_token(shape, plan, checkpointed=False)
     layer_full = (
         full_layer - activation_bytes_per_token(shape, plan, checkpointed=True)
@@ -353,9 +360,14 @@ def training_memory(shape: ModelShape, plan: TrainingPlan) -> TrainingMemory:
         activations=int(tokens * per_token + rope),
         # The loss's gradient and log-softmax backward: two more fp32 [tokens, vocab] buffers, then the
         # output head's weight gradient.
-        loss_transients=2 * 4 * tokens * shape.vocab_size + head_grad,
+        loss_transients=int(2 * 4 * tokens * shape.vocab_size) + head_grad,
         recompute=int(tokens * layer_full) if ckpt else 0,
         step_transients=step_tmp,
+        # Keys and values of one layer for the whole sequence, as the exchange assembles them (PyTorch's
+        # ring attention all-gathers by default; the CPU path gathers too).
+        cp_exchange=int(2 * plan.batch_size * plan.sequence_length * shape.kv_size * act_bytes)
+        if cp > 1
+        else 0,
         trainable_parameters=trainable,
         parameters=params,
         checkpointed=ckpt,
@@ -371,6 +383,7 @@ def plan_for_job(job: TrainingJob, device: Literal["accelerator", "cpu"] | None 
         activation_checkpointing=hp.activation_checkpointing,
         strategy=hp.strategy,
         world_size=res.nodes * res.processes_per_node,
+        context_parallel=hp.context_parallel,
         lora=LoraPlan(lora.rank, tuple(lora.target_modules) or LORA_DEFAULT_TARGETS, lora.dropout)
         if lora
         else None,

@@ -101,3 +101,11 @@ def test_table_and_plots(tmp_path) -> None:
     paths = bench.plot(results, tmp_path)
     assert [p.name for p in paths] == ["train-complexity-memory.png", "train-complexity-runtime.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_context_parallel_ranks_each_keep_half_the_activations() -> None:
+    """Two gloo ranks hold half of each sequence: each saves about half of one process's bytes."""
+    rows = bench.cp_memory(32, 2, HIDDEN, ks=(2,))
+    assert sorted({(r["k"], r["rank"]) for r in rows}) == [(1, 0), (2, 0), (2, 1)]
+    for mode in bench.MODES:
+        assert 0.4 < bench.cp_ratio(rows, 2, mode) < 0.6, mode

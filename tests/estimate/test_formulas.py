@@ -152,3 +152,89 @@ def test_sharding_and_precision_move_the_terms_the_way_they_should():
     fp32 = inference_memory(shape, InferencePlan(dtype="fp32"))
     int8 = inference_memory(shape, InferencePlan(dtype="fp32", quantization="int8"))
     assert int8.weights < fp32.weights / 2 and int8.kv_cache == fp32.kv_cache
+
+
+CP_PROBE = """
+import json, sys, torch, torch.distributed as dist, transformers
+from llmops_train import context as cp
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+batch, seq, shape = json.loads(sys.argv[1])
+torch.manual_seed(0)
+model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**shape, use_cache=False)).train()
+lay = cp.layout(rank, world, world, "cpu", seq)
+cp.enable(model, lay)
+params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+seen = {}
+def pack(t):
+    st = t.untyped_storage()
+    seen[st.data_ptr()] = st.nbytes()
+    return t
+ids = torch.randint(0, shape["vocab_size"], (batch, seq), generator=torch.Generator().manual_seed(0))
+with cp.shard(lay, ids) as (local, labels, pos), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    cp.loss(model, local, labels, pos, batch * (seq - 1))
+print(json.dumps(sum(n for p, n in seen.items() if p not in params)))
+"""
+
+
+def test_context_parallel_ranks_save_what_the_estimate_divides_by_k(tmp_path):
+    """Two gloo ranks running the trainer's context-parallel forward each save the bytes the estimate
+    books as activations for contextParallel 2: every token-dependent term at sequence/2."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.manifests import ROOT
+
+    batch, seq = 2, 96
+    config = {
+        "hidden_size": SHAPE.hidden_size, "num_hidden_layers": SHAPE.num_hidden_layers,
+        "num_attention_heads": SHAPE.num_attention_heads, "num_key_value_heads": SHAPE.num_key_value_heads,
+        "intermediate_size": SHAPE.intermediate_size, "vocab_size": SHAPE.vocab_size,
+    }  # fmt: skip
+    probe = tmp_path / "probe.py"
+    probe.write_text(CP_PROBE)
+    env = {
+        "PYTHONPATH": f"{ROOT / 'operator'}:{ROOT / 'training-jobs'}",
+        "OMP_NUM_THREADS": "1",
+        "PATH": "/usr/bin:/bin",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "--tee",
+        "1",
+    ]
+    run = subprocess.run(
+        [*cmd, str(probe), json.dumps([batch, seq, config])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    per_rank = [int(line.split(":")[-1]) for line in run.stdout.splitlines() if line.strip()[-1:].isdigit()]
+    assert len(per_rank) == 2
+    plan = TrainingPlan(batch_size=batch, sequence_length=seq, precision="fp32", device="cpu")
+    one, two = training_memory(SHAPE, plan), training_memory(SHAPE, replace(plan, context_parallel=2))
+    for measured in per_rank:
+        assert measured == pytest.approx(two.activations, rel=0.03)
+        assert measured < 0.55 * one.activations
+
+
+def test_context_parallel_divides_the_token_terms_and_adds_the_exchange():
+    shape = ModelShape.from_preset("1b")
+    plan = TrainingPlan(sequence_length=8192, batch_size=1, world_size=8, strategy="fsdp")
+    one, four = training_memory(shape, plan), training_memory(shape, replace(plan, context_parallel=4))
+    for term in ("activations", "recompute"):
+        assert getattr(four, term) == pytest.approx(getattr(one, term) / 4, abs=1)
+    head_grad = 4 * shape.embedding_parameters
+    assert four.loss_transients - head_grad == pytest.approx((one.loss_transients - head_grad) / 4, abs=1)
+    for term in ("weights", "weight_copies", "gradients", "optimizer", "fsdp_gathered", "step_transients"):
+        assert getattr(four, term) == getattr(one, term)
+    assert one.cp_exchange == 0 and four.cp_exchange == 2 * 8192 * shape.kv_size * 2  # bf16 keys + values
+    assert four.peak < one.peak
