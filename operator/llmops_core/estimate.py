@@ -564,8 +564,8 @@ def run_tokens(job: TrainingJob) -> int | None:
     hp, res = job.spec.hyperparameters, job.spec.resources
     if hp.max_steps is None:
         return None
-    world = res.nodes * res.accelerators_per_node
-    return hp.max_steps * hp.batch_size * hp.sequence_length * hp.gradient_accumulation * world
+    groups = res.nodes * res.accelerators_per_node // hp.context_parallel  # a cp group shares its sequences
+    return hp.max_steps * hp.batch_size * hp.sequence_length * hp.gradient_accumulation * groups
 
 
 # --- fit check ---------------------------------------------------------------------------------

@@ -238,3 +238,18 @@ def test_context_parallel_divides_the_token_terms_and_adds_the_exchange():
         assert getattr(four, term) == getattr(one, term)
     assert one.cp_exchange == 0 and four.cp_exchange == 2 * 8192 * shape.kv_size * 2  # bf16 keys + values
     assert four.peak < one.peak
+
+
+def test_a_jobs_context_parallel_reaches_the_plan_and_the_token_count():
+    from llmops_core import api
+    from llmops_core.estimate import plan_for_job, run_tokens
+    from tests.manifests import training_job
+
+    def job(k: int):
+        hp = {"contextParallel": k, "sequenceLength": 64, "maxSteps": 10, "batchSize": 2}
+        return api.load(
+            training_job(hyperparameters=hp, resources={"accelerator": "cpu", "acceleratorsPerNode": 4})
+        )
+
+    assert plan_for_job(job(2)).context_parallel == 2
+    assert run_tokens(job(1)) == 10 * 2 * 64 * 4 == 2 * run_tokens(job(2))
