@@ -687,6 +687,15 @@ def _training_changes(plan: TrainingPlan, shape: ModelShape, itype: str, have: i
                     training_memory(shape, replace(base, batch_size=b)).peak,
                 )
                 break
+        # Long sequences: split each across K ranks of the same world (activations divide by K).
+        for k in (2, 4, 8):
+            p = replace(base, context_parallel=plan.context_parallel * k)
+            fits = (
+                p.world_size % p.context_parallel == 0 and p.sequence_length % (2 * p.context_parallel) == 0
+            )
+            if fits and training_memory(shape, p).peak <= have:
+                yield _say([*words, f"contextParallel: {p.context_parallel}"], training_memory(shape, p).peak)
+                break
 
 
 def _say(edits: list[str], peak: int) -> str:

@@ -253,3 +253,34 @@ def test_a_jobs_context_parallel_reaches_the_plan_and_the_token_count():
 
     assert plan_for_job(job(2)).context_parallel == 2
     assert run_tokens(job(1)) == 10 * 2 * 64 * 4 == 2 * run_tokens(job(2))
+
+
+def test_fit_check_suggests_context_parallelism_for_a_long_sequence():
+    """Batch 1, FSDP and checkpointing already: only splitting the 128k-token sequence makes it fit."""
+    from llmops_core import api
+    from llmops_core.estimate import check_fit
+    from tests.manifests import training_job
+
+    hp = {"batchSize": 1, "sequenceLength": 131072, "strategy": "fsdp", "activationCheckpointing": True}
+    res = {"accelerator": "nvidia-gpu", "acceleratorsPerNode": 4, "instanceTypes": ["g6e.12xlarge"]}
+    doc = training_job(
+        model={"base": "s3://b/m/"}, hyperparameters=hp, resources=res, output={"location": "s3://b/o/"}
+    )
+    shape = replace(ModelShape.from_preset("1b"), max_position_embeddings=131072)
+    finding = check_fit(api.load(doc), shape)
+    assert finding is not None and finding.suggestions[0].startswith("contextParallel: 2 (")
+    hp["contextParallel"] = 2
+    assert (
+        check_fit(
+            api.load(
+                training_job(
+                    model={"base": "s3://b/m/"},
+                    hyperparameters=hp,
+                    resources=res,
+                    output={"location": "s3://b/o/"},
+                )
+            ),
+            shape,
+        )
+        is None
+    )

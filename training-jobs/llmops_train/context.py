@@ -56,6 +56,9 @@ class Layout:
         return self.cp_world > 1
 
 
+NONE = Layout(0, 1, 0, 1)  # no context parallelism, one data-parallel rank
+
+
 def layout(rank: int, world: int, k: int, device_type: str, seq_len: int) -> Layout:
     """The dp x cp mesh; the run's actual world size is checked here, the manifest's by the API."""
     if k == 1:
@@ -81,6 +84,11 @@ def enable(model: torch.nn.Module, lay: Layout) -> None:
         raise InputError(
             "hyperparameters.contextParallel > 1 needs transformers with AttentionInterface (>= 4.53)"
         ) from None
+    if getattr(model.config, "attention_dropout", 0.0):
+        raise InputError(
+            f"hyperparameters.contextParallel needs a model with attention_dropout 0 "
+            f"(its config.json has {model.config.attention_dropout})"
+        )
     AttentionInterface.register(NAME, functools.partial(attention, group=lay.mesh.get_group()))
     AttentionMaskInterface.register(NAME, lambda *args, **kwargs: None)
     model.config._attn_implementation = NAME
@@ -149,8 +157,6 @@ def attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention-interface signature; [batch, heads, local tokens, dim] in, [b, t, h, d] out."""
-    if dropout:
-        raise InputError("hyperparameters.contextParallel needs attention dropout 0 (the model config's)")
     if query.device.type == "cuda":  # PyTorch's ring attention, patched in by context_parallel
         if key.shape[1] != query.shape[1]:
             key = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)

@@ -156,7 +156,7 @@ def evaluate_loss(
     model: torch.nn.Module,
     batches: list[data_mod.EvalBatch],
     d: D.Dist,
-    lay: cp.Layout,
+    lay: cp.Layout = cp.NONE,
 ) -> float | None:
     """Mean loss per held-out sequence over every rank's share: for a given set, the same number
     whatever the world size or the split into batches. Blocks have equal length, so a batch's mean
