@@ -363,15 +363,20 @@ def training_memory(shape: ModelShape, plan: TrainingPlan) -> TrainingMemory:
         loss_transients=int(2 * 4 * tokens * shape.vocab_size) + head_grad,
         recompute=int(tokens * layer_full) if ckpt else 0,
         step_transients=step_tmp,
-        # Keys and values of one layer for the whole sequence, as the exchange assembles them (PyTorch's
-        # ring attention all-gathers by default; the CPU path gathers too).
-        cp_exchange=int(2 * plan.batch_size * plan.sequence_length * shape.kv_size * act_bytes)
-        if cp > 1
-        else 0,
+        cp_exchange=_cp_exchange(shape, plan, act_bytes) if cp > 1 else 0,
         trainable_parameters=trainable,
         parameters=params,
         checkpointed=ckpt,
     )
+
+
+def _cp_exchange(shape: ModelShape, plan: TrainingPlan, act_bytes: int) -> int:
+    """Keys and values of one layer for the whole sequence, as the exchange assembles them (PyTorch's
+    ring attention all-gathers by default; the CPU path gathers too), and on CPU the causal mask of the
+    local queries against every key, which SDPA's CPU kernel keeps as fp32."""
+    b, n = plan.batch_size, plan.sequence_length
+    mask = 4 * b * (n // plan.context_parallel) * n if plan.device == "cpu" else 0
+    return 2 * b * n * shape.kv_size * act_bytes + mask
 
 
 def plan_for_job(job: TrainingJob, device: Literal["accelerator", "cpu"] | None = None) -> TrainingPlan:

@@ -284,3 +284,11 @@ def test_fit_check_suggests_context_parallelism_for_a_long_sequence():
         )
         is None
     )
+
+
+def test_on_cpu_the_exchange_also_holds_the_causal_mask():
+    plan = TrainingPlan(
+        batch_size=1, sequence_length=2048, precision="fp32", device="cpu", context_parallel=2
+    )
+    kv = 2 * 2048 * SHAPE.kv_size * 4
+    assert training_memory(SHAPE, plan).cp_exchange == kv + 4 * 1024 * 2048
