@@ -72,8 +72,9 @@ def test_two_cp_ranks_match_one_process(single: Path, tmp_path: Path) -> None:
 
 
 def test_cp_composes_with_fsdp_over_two_dp_groups(single: Path, tmp_path: Path) -> None:
-    """World 4 = 2 dp groups x K = 2, FSDP2 over all four ranks: batch 4 per dp group = the same 8."""
-    manifest = job(tmp_path, 4, batchSize=4, contextParallel=2, strategy="fsdp")
+    """World 4 = 2 dp groups x K = 2, FSDP2 over all four ranks: batch 4 per dp group = the same 8.
+    With activation checkpointing too: the recompute in backward repeats the exchange."""
+    manifest = job(tmp_path, 4, batchSize=4, contextParallel=2, strategy="fsdp", activationCheckpointing=True)
     run = torchrun(tmp_path, manifest, 4)
     assert run.returncode == 0, run.stderr[-3000:]
     assert_same_trajectory(single, tmp_path / "ckpt" / "metrics.jsonl")
