@@ -65,6 +65,11 @@ def fit_problems(parsed: Iterable[tuple[Document, Resource | None, list[Issue]]]
 @click.option(
     "--devices", type=click.IntRange(1), help="Training world size, or devices per serving replica."
 )
+@click.option(
+    "--context-parallel",
+    type=click.IntRange(1),
+    help="Ranks each training sequence is split across (hyperparameters.contextParallel).",
+)
 @click.option("--lora-rank", type=click.IntRange(1), help="Train LoRA adapters of this rank (base frozen).")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), help="Serving weight/KV dtype.")
 @click.option("--quantization", type=click.Choice(["none", "int8", "fp8", "int4"]), help="Serving weights.")
@@ -143,6 +148,7 @@ def _source(source: str, model_spec: str | None) -> tuple[ModelShape, Resource |
 def _training(shape: ModelShape, job: TrainingJob | None, o: dict) -> dict:
     from llmops_core.estimate import (
         LORA_DEFAULT_TARGETS,
+        EstimateError,
         LoraPlan,
         TrainingPlan,
         plan_for_job,
@@ -166,12 +172,21 @@ def _training(shape: ModelShape, job: TrainingJob | None, o: dict) -> dict:
         else o["checkpointing"],
         strategy=o["strategy"] or plan.strategy,
         world_size=o["devices"] or plan.world_size,
+        context_parallel=o["context_parallel"] or plan.context_parallel,
         lora=lora,
     )
+    cp = plan.context_parallel
+    if plan.world_size % cp or plan.sequence_length % (2 * cp):
+        raise EstimateError(
+            f"--context-parallel {cp} needs a world size ({plan.world_size}) divisible by it "
+            f"and a sequence length ({plan.sequence_length}) divisible by {2 * cp}"
+        )
     mem = training_memory(shape, plan)
     tokens = run_tokens(job) if job and not o["steps"] else None
     if o["steps"]:
-        tokens = o["steps"] * plan.batch_size * plan.sequence_length * plan.world_size
+        # The ranks of a context-parallel group share their sequences.
+        groups = plan.world_size // plan.context_parallel
+        tokens = o["steps"] * plan.batch_size * plan.sequence_length * groups
     report = {
         "kind": "training",
         "model": _model(shape),
@@ -186,6 +201,7 @@ def _training(shape: ModelShape, job: TrainingJob | None, o: dict) -> dict:
             "activations": mem.activations,
             "loss_transients": mem.loss_transients,
             "recompute": mem.recompute,
+            "context_parallel_exchange": mem.cp_exchange,
             "optimizer_step_transients": mem.step_transients,
             "peak": mem.peak,
             "naive_sum": mem.naive_sum,

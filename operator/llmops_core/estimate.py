@@ -503,6 +503,8 @@ def training_options(
         procs = inst.devices * training_processes(itype)
         counts = range(1, max_nodes + 1) if plan.strategy == "fsdp" else [max(1, plan.world_size // procs)]
         for n in counts:
+            if n * procs % plan.context_parallel:  # a cp group must fill whole processes
+                continue
             p = replace(plan, world_size=n * procs, device="accelerator")
             need = training_memory(shape, p).peak
             if need <= usable_per_process(itype):

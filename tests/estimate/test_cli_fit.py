@@ -101,6 +101,36 @@ def test_estimate_endpoint_with_model_override_and_int8(tmp_path):
     assert int8["memory_per_device"]["weights"] < plain["memory_per_device"]["weights"] / 3
 
 
+def test_context_parallel_option_splits_activations_and_shares_sequences():
+    common = ["1b", "--seq-len", "32768", "--batch-size", "1", "--devices", "8", "--steps", "10"]
+    one = json.loads(run("estimate", *common, "-o", "json").output)
+    four = json.loads(run("estimate", *common, "--context-parallel", "4", "-o", "json").output)
+    plan = TrainingPlan(batch_size=1, sequence_length=32768, world_size=8, context_parallel=4)
+    mem = training_memory(ModelShape.from_preset("1b"), plan)
+    assert four["plan"]["context_parallel"] == 4
+    assert four["memory_per_device"]["peak"] == mem.peak
+    assert four["memory_per_device"]["context_parallel_exchange"] == mem.cp_exchange > 0
+    assert four["memory_per_device"]["activations"] < one["memory_per_device"]["activations"] / 3
+    assert four["run_tokens"] * 4 == one["run_tokens"] == 10 * 32768 * 8
+    small = [
+        "1b",
+        "--seq-len",
+        "4096",
+        "--strategy",
+        "fsdp",
+        "--devices",
+        "4",
+        "--context-parallel",
+        "4",
+        "-o",
+        "json",
+    ]
+    gpus = [o for o in json.loads(run("estimate", *small).output)["options"] if o["instance_type"][0] in "gp"]
+    assert gpus
+    for option in gpus:  # only GPU counts that hold whole context-parallel groups of 4
+        assert option["count"] * option["devices"] % 4 == 0, option
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -112,6 +142,8 @@ def test_estimate_endpoint_with_model_override_and_int8(tmp_path):
         (["remote.yaml"], "say which with --model"),
         (["invalid.yaml"], "spec.hyperparameters.batchSize"),
         (["500"], "too small to infer a shape"),
+        (["1b", "--devices", "4", "--context-parallel", "3"], "--context-parallel 3 needs a world size (4)"),
+        (["1b", "--seq-len", "100", "--context-parallel", "4", "--devices", "4"], "divisible by 8"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(tmp_path, monkeypatch, args, needle):
