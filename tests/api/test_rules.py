@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from llmops_core.api.common import ApiModel, Rule
 from llmops_core.api.inference import DisruptionBudget, ModelSource, Replicas
-from llmops_core.api.training import CheckpointSpec, ModelSpec
+from llmops_core.api.training import CheckpointSpec, Hyperparameters, ModelSpec
 from llmops_core.crd import all_crds
 
 # Specs for each model with rules: partial, conflicting and valid ones, as a user might write them.
@@ -31,6 +31,10 @@ SAMPLES: dict[type[ApiModel], list[dict[str, Any]]] = {
     Replicas: [
         {}, {"min": 2}, {"max": 3}, {"min": 0}, {"min": 0, "max": 3}, {"min": 3, "max": 2},
         {"min": 2, "max": 5}, {"min": 4}, {"max": 1}, {"min": -1, "max": 2}, {"min": 2, "max": 1},
+    ],
+    Hyperparameters: [
+        {}, {"contextParallel": 1, "sequenceLength": 63}, {"contextParallel": 2}, {"contextParallel": 3},
+        {"contextParallel": 4, "sequenceLength": 64}, {"contextParallel": 4, "sequenceLength": 36},
     ],
     DisruptionBudget: [{}, {"minAvailable": 1}, {"maxUnavailable": "25%"}, {"minAvailable": 1, "maxUnavailable": 1}],
 }  # fmt: skip

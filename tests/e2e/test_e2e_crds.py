@@ -89,6 +89,12 @@ def test_cel_refuses_min_above_max(api):
     assert "min must not exceed max" in refused(api, "inferenceendpoints", doc)
 
 
+def test_cel_refuses_a_sequence_context_parallel_cannot_split(api):
+    doc = example("tiny-cpu-training.yaml", api[0])
+    doc["spec"]["hyperparameters"].update(contextParallel=4, sequenceLength=36)
+    assert "contextParallel K needs sequenceLength divisible by 2K" in refused(api, "trainingjobs", doc)
+
+
 def test_schema_refuses_a_bad_accelerator(api):
     doc = example("tiny-cpu-training.yaml", api[0])
     doc["spec"]["resources"]["accelerator"] = "tpu"

@@ -79,8 +79,21 @@ class EarlyStopping(ApiModel):
     min_delta: float = Field(0.0, ge=0)
 
 
+DEFAULT_SEQUENCE_LENGTH = 512
+
+
 class Hyperparameters(ApiModel):
-    RULES = (IMMUTABLE,)
+    RULES = (
+        Rule(
+            "!has(self.contextParallel) || self.contextParallel == 1 || "
+            f"(has(self.sequenceLength) ? self.sequenceLength : {DEFAULT_SEQUENCE_LENGTH})"
+            " % (2 * self.contextParallel) == 0",
+            "contextParallel K needs sequenceLength divisible by 2K: each rank takes a chunk from each "
+            "end of every sequence, for balanced causal attention",
+            lambda h: h.context_parallel == 1 or h.sequence_length % (2 * h.context_parallel) == 0,
+        ),
+        IMMUTABLE,
+    )
 
     max_steps: int | None = Field(
         None, ge=1, description="Optimizer steps; training stops at whichever limit comes first."
@@ -98,7 +111,7 @@ class Hyperparameters(ApiModel):
     warmup_steps: int = Field(100, ge=0)
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, ge=0, description="Max gradient norm; 0 disables clipping.")
-    sequence_length: int = Field(512, ge=8, le=131072)
+    sequence_length: int = Field(DEFAULT_SEQUENCE_LENGTH, ge=8, le=131072)
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     activation_checkpointing: bool = False
     strategy: Literal["ddp", "fsdp"] = "ddp"
