@@ -83,12 +83,6 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = TUNABLES.watch_inactivity_seconds
     settings.queueing.error_delays = (1, 2, 5, 10)
-    # kopf runs a worker per parent with pending events; each holds the parent's event, body, diff and
-    # patch objects while its handler waits for a pass slot (serial.py). Past this many per kind, kopf
-    # queues the raw events instead, so thousands of parents arriving at once cost their events, not
-    # thousands of waiting workers; an idle worker gives its slot up after a second, not five.
-    settings.queueing.worker_limit = 2 * TUNABLES.max_concurrent_passes
-    settings.queueing.idle_timeout = 1.0
 
 
 @kopf.on.startup(id="startup", registry=REGISTRY)
