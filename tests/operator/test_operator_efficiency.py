@@ -3,6 +3,7 @@ diff base for children, the skipped first read of a PyTorchJob, and the emulator
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 import kmock
@@ -12,7 +13,7 @@ from op_harness import PTJ, TJ_API, condition, eventually, running, training_job
 
 from llmops_core import api
 from llmops_operator import render
-from llmops_operator.controller import cache, children, desired, kube, settings
+from llmops_operator.controller import cache, children, desired, kube, serial, settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,10 +44,13 @@ def test_desired_children_are_rendered_once_per_spec():
         "spec": {"x": 1},
     }
     first = desired.children(body, config, build)
+    first[0]["kind"] = "changed by its caller"  # each call gets its own copy
     annotated = {**body, "metadata": {**body["metadata"], "annotations": {"kopf": "state"}}}
-    assert desired.children(annotated, config, build) is first and len(calls) == 1
-    assert desired.children({**body, "spec": {"x": 2}}, config, build) is not first
-    assert desired.children(body, config, build, resolved="s3://b/m") is not first
+    assert desired.children(annotated, config, build) == [{"kind": "ConfigMap"}] and len(calls) == 1
+    desired.children({**body, "spec": {"x": 2}}, config, build)
+    assert len(calls) == 2
+    desired.children(body, config, build, resolved="s3://b/m")
+    assert len(calls) == 3
     other_config = config.model_copy()
     desired.children(body, other_config, build)
     assert len(calls) == 4
@@ -205,3 +209,74 @@ CHILD_PLURALS = {
     "configmaps",
     "pods",
 }
+
+
+def _managed_fields() -> list[dict]:
+    return [{"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}}]
+
+
+def test_the_cache_holds_only_what_a_pass_reads():
+    """No managedFields on any kind; a Pod without its spec; a PyTorchJob's spec only its runPolicy.
+    Checked on the bytes held, whichever way an object arrives (a watch event, a write's answer)."""
+    cache.clear()
+    meta = {"namespace": "n", "labels": {"llmops.dev/trainingjob": "j"}, "managedFields": _managed_fields()}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {**meta, "name": "d"},
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "server"}]}}},
+        "status": {"readyReplicas": 1},
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**meta, "name": "p"},
+        "spec": {"containers": [{"name": "trainer", "env": [{"name": "SECRET_FREE", "value": "x"}]}]},
+        "status": {"phase": "Failed", "containerStatuses": [{"name": "trainer"}]},
+    }
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {**meta, "name": "j"},
+        "spec": {"runPolicy": {"suspend": False}, "pytorchReplicaSpecs": {"Master": {"replicas": 1}}},
+        "status": {"conditions": [{"type": "Running", "status": "True"}]},
+    }
+    assert cache.observe({"type": "ADDED", "object": copy.deepcopy(deployment)})
+    assert cache.observe({"type": "ADDED", "object": copy.deepcopy(pod)})
+    cache.remember(copy.deepcopy(job))
+    held = [blob for bucket in cache._store.values() for _, blob in bucket.values()]
+    assert len(held) == 3 and not any(b"managedFields" in blob for blob in held)
+    assert not any(b"pytorchReplicaSpecs" in blob or b"SECRET_FREE" in blob for blob in held)
+
+    got = cache.seen("apps/v1", "Deployment", "n", "d")
+    assert got["spec"] == deployment["spec"] and got["status"] == deployment["status"]
+    assert "managedFields" not in got["metadata"] and got["metadata"]["labels"] == meta["labels"]
+    got_pod = cache.of_kind("v1", "Pod", "n", parent="llmops.dev/trainingjob=j")
+    assert [p["status"] for p in got_pod] == [pod["status"]] and "spec" not in got_pod[0]
+    assert cache.of_kind("v1", "Pod", "n", parent="llmops.dev/trainingjob=other") == []
+    assert cache.seen("kubeflow.org/v1", "PyTorchJob", "n", "j")["spec"] == {"runPolicy": {"suspend": False}}
+
+    got["spec"]["replicas"] = 9  # a reader's copy is its own
+    assert cache.seen("apps/v1", "Deployment", "n", "d")["spec"]["replicas"] == 2
+    # the echo of an object differs from the cached one in managedFields alone: not news
+    echo = copy.deepcopy(deployment)
+    echo["metadata"]["managedFields"] = [*_managed_fields(), {"manager": "other"}]
+    assert cache.observe({"type": "MODIFIED", "object": echo}) is False
+    cache.clear()
+
+
+async def test_at_most_max_concurrent_passes_run_at_once(monkeypatch):
+    monkeypatch.setattr(settings.TUNABLES, "max_concurrent_passes", 2)
+    monkeypatch.setattr(serial, "_slots", {})
+    running, most = 0, 0
+
+    async def one_pass():
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return True
+
+    results = await asyncio.gather(*(serial.coalesced(("K", "ns", str(i)), one_pass) for i in range(6)))
+    assert results == [True] * 6 and most == 2

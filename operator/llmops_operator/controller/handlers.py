@@ -178,9 +178,9 @@ async def resync_once() -> None:
             body.setdefault("kind", kind)
             keys.add(cache.key_of(body))
             cache.remember(body)
-        for body in cache.of_kind(API_VERSION, kind):
-            if cache.key_of(body) not in keys:
-                cache.forget(body)
+        for key in cache.keys(API_VERSION, kind):
+            if key not in keys:
+                cache.forget(key)
         for body in listed:
             await _quietly(kind, body["metadata"]["namespace"], body["metadata"]["name"], verify=True)
 

@@ -44,9 +44,10 @@ async def _relist(api_version: str, plural: str, kind: str, ns: str | None, on_c
         seen.add(cache.key_of(obj))
         if cache.observe({"type": "MODIFIED", "object": obj}):
             await on_change(obj)
-    for obj in cache.of_kind(api_version, kind, ns):
-        if cache.key_of(obj) not in seen:
-            cache.forget(obj)
+    for key in cache.keys(api_version, kind, ns):
+        obj = cache.seen(*key) if key not in seen else None
+        if obj is not None:
+            cache.forget(key)
             await on_change(obj)
     return version
 

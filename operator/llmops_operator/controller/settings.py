@@ -18,6 +18,7 @@ class Tunables:
     error_backoff_seconds: float = 5  # API errors in handlers
     watch_inactivity_seconds: float = 600
     watch_timeout_seconds: int = 300  # each child watch request; then it resumes from its resourceVersion
+    max_concurrent_passes: int = 100  # reconciles running at once (each holds its parent's objects)
 
     def load_env(self, environ: Mapping[str, str] | None = None) -> None:
         """Set each tunable from ``LLMOPS_OPERATOR_<NAME>``; a bad value is a one-line ValueError."""

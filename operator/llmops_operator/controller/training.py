@@ -171,9 +171,7 @@ async def _status(
     phase = conditions.pytorchjob_phase(job_status)
     busy = any(a in ("created", "updated") for a in actions.values())
     problem = problems.condition()
-    pods = [
-        p for p in cache.of_kind("v1", "Pod", ns) if (p["metadata"].get("labels") or {}).get(LABEL) == name
-    ]
+    pods = cache.of_kind("v1", "Pod", ns, parent=f"{LABEL}={name}")
     retried = retries.updated(old.get("retries") or [], pods)
     limit = tj.spec.run_policy.backoff_limit
     failure = None
