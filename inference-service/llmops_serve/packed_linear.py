@@ -38,7 +38,9 @@ class PackedLinear(nn.Module):
 def usable(model: Any) -> bool:
     """Only fp32 models on CPU, with oneDNN present: GPUs have their own GEMMs, int8 has its own."""
     first = next(model.parameters())
-    return first.device.type == "cpu" and first.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+    return (
+        first.device.type == "cpu" and first.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+    )
 
 
 def pack_linears(model: Any, batch_hint: int = 16) -> int:
