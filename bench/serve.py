@@ -397,7 +397,9 @@ def main() -> None:
             intermediate=args.intermediate,
             steps=args.train_steps,
         )
-    params = sum(p.numel() for p in loader.load(str(model_dir))[0].parameters())
+    from transformers import AutoModelForCausalLM
+
+    params = AutoModelForCausalLM.from_pretrained(model_dir).num_parameters()  # the server packs its copy
     print(f"bench model: {params / 1e6:.1f}M parameters, torch threads {torch.get_num_threads()}", flush=True)
 
     tiny_dir = args.out / "model-h64-l2"

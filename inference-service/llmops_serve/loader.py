@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from llmops_serve.packed_linear import pack_linears
+
 log = logging.getLogger("llmops_serve.loader")
 
 # Used when the tokenizer ships no chat template (documented in docs/serve.md).
@@ -88,6 +90,8 @@ def load(
         agreement = top1_agreement(model, quantized, tokenizer)
         log.info("int8 quality check: top-1 agreement with fp32 on a probe text = %.1f%%", 100 * agreement)
         model = quantized
+    else:
+        pack_linears(model)
     log.info(
         "loaded %s from %s (%s, %s, quantize=%s)", type(model).__name__, path, device, torch_dtype, quantize
     )

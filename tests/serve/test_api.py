@@ -121,8 +121,9 @@ def test_n_choices(server):
     assert 3 <= r.usage.completion_tokens <= 30
 
 
-def test_concurrent_streams_equal_sequential(server):
-    """16 concurrent streaming requests give exactly the greedy outputs they give one by one."""
+def test_concurrent_streams_equal_sequential(server, tiny_model):
+    """16 concurrent streaming requests give exactly the greedy outputs they give one by one, and
+    those of transformers' generate() on the unmodified model (the server's linears are packed)."""
     prompts = [p + s for s in ("", " and") for p in PROMPTS]
     assert len(prompts) == 16
 
@@ -148,6 +149,15 @@ def test_concurrent_streams_equal_sequential(server):
     assert together == alone
     assert len(set(alone)) > 8  # the prompts really differ
     assert steps < 16 * 48 / 2  # they shared decode steps, i.e. really ran batched
+    assert any(type(m).__name__ == "PackedLinear" for m in server.state.engine.model.modules())
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    kw = {"max_new_tokens": 48, "do_sample": False, "eos_token_id": None, "pad_token_id": 0}
+    with torch.inference_mode():
+        for prompt, text in zip(prompts, together, strict=True):
+            ids = tok(prompt, return_tensors="pt")["input_ids"]
+            ref = model.generate(ids, **kw)[0, ids.shape[1] :]
+            assert text == tok.decode(ref, skip_special_tokens=True), prompt
 
 
 def test_metrics_move(server):

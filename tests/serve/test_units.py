@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from llmops_serve import loader
 from llmops_serve.detok import IncrementalDetokenizer, StopChecker
 from llmops_serve.kvcache import GrowingLayer
+from llmops_serve.packed_linear import PackedLinear, pack_linears
 from llmops_serve.settings import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,6 +129,31 @@ def test_growing_kv_layer_matches_concatenation():
     assert torch.equal(layer.keys, k[[0, 2]]) and layer.get_seq_length() == 14
     keys, _ = layer.update(torch.ones(2, 2, 1, 4), torch.ones(2, 2, 1, 4))
     assert torch.equal(keys[:, :, :14], k[[0, 2]]) and keys.shape[2] == 15
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_linear_matches_linear(bias):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 80, bias=bias)
+    packed = PackedLinear(linear, batch_hint=16)
+    with torch.inference_mode():
+        for shape in [(1, 48), (16, 48), (3, 7, 48)]:
+            x = torch.randn(*shape)
+            torch.testing.assert_close(packed(x), linear(x), rtol=1e-5, atol=1e-5)
+
+
+def test_pack_linears_keeps_the_head_and_greedy_tokens(tiny_model):
+    """Every decoder linear is packed, the output head is not, and greedy generation is unchanged."""
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    packed = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    assert pack_linears(packed) == 7 * plain.config.num_hidden_layers
+    assert type(packed.get_output_embeddings()) is torch.nn.Linear
+    assert not any(type(m) is torch.nn.Linear for m in packed.model.modules())
+    ids = torch.tensor([tok("The fox ran through the forest")["input_ids"]])
+    kw = {"max_new_tokens": 40, "do_sample": False, "eos_token_id": None, "pad_token_id": 0}
+    assert packed.generate(ids, **kw).tolist() == plain.generate(ids, **kw).tolist()
+    assert pack_linears(loader.quantize_int8(plain)) == 0  # int8 keeps its own kernels
 
 
 def test_engine_token_budget_and_batch_limit(tiny_model):
