@@ -181,10 +181,9 @@ def test_context_parallel_ranks_save_what_the_estimate_divides_by_k(tmp_path):
     """Two gloo ranks running the trainer's context-parallel forward each save the bytes the estimate
     books as activations for contextParallel 2: every token-dependent term at sequence/2."""
     import json
-    import subprocess
-    import sys
 
     from tests.manifests import ROOT
+    from tests.train.helpers import run_probe
 
     batch, seq = 2, 96
     config = {
@@ -199,23 +198,7 @@ def test_context_parallel_ranks_save_what_the_estimate_divides_by_k(tmp_path):
         "OMP_NUM_THREADS": "1",
         "PATH": "/usr/bin:/bin",
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "--tee",
-        "1",
-    ]
-    run = subprocess.run(
-        [*cmd, str(probe), json.dumps([batch, seq, config])],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_probe(probe, json.dumps([batch, seq, config]), env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     per_rank = [int(line.split(":")[-1]) for line in run.stdout.splitlines() if line.strip()[-1:].isdigit()]
     assert len(per_rank) == 2

@@ -59,6 +59,14 @@ def env(tmp: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def run_probe(script: Path, *args: str, env: dict[str, str], world: int = 2) -> subprocess.CompletedProcess:
+    """A probe script under torchrun on ``world`` CPU processes, each rank's output prefixed (--tee)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world)]
+    return subprocess.run(
+        [*cmd, "--tee", "1", str(script), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
 def command(job: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "llmops_train", "--job", str(job), "--device", "cpu", *args]
 

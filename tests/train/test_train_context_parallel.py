@@ -16,7 +16,7 @@ import pytest
 
 from llmops_core import api
 from tests.manifests import training_job
-from tests.train.helpers import env, losses, metrics, train, write_job
+from tests.train.helpers import env, losses, metrics, run_probe, train, write_job
 
 STEPS = 8
 # Small enough for 4 processes on 2 cores; long enough that the loss visibly falls.
@@ -84,19 +84,7 @@ def test_cp_gradients_equal_full_attention(tmp_path: Path, variant: str) -> None
     grouped-query attention (2 kv heads for 4) and, with LoRA, through peft's wrapper."""
     probe = tmp_path / "probe.py"
     probe.write_text(GRADIENT_PROBE)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "--tee",
-        "1",
-    ]
-    run = subprocess.run(
-        [*cmd, str(probe), variant], env=env(tmp_path), capture_output=True, text=True, timeout=300
-    )
+    run = run_probe(probe, variant, env=env(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
     line = next(x for x in run.stdout.splitlines() if '"grad"' in x)
     out = json.loads(line[line.index("{") :])
