@@ -364,6 +364,7 @@ async def real_with_operator(n: int, timeout: float) -> tuple[float, int, int, d
 # benchmark's emulator (`llmops operator run` lists namespaces, which kmock does not serve).
 SERVE = """
 import asyncio, logging, sys
+sys.modules.setdefault("kubernetes", None)  # as `llmops operator run` does
 from llmops_operator.controller import kube, run
 logging.basicConfig(level=logging.WARNING)
 kube.configure(kube.Connection(server=sys.argv[1]))
@@ -381,9 +382,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
-        from kubernetes.config import kube_config
-
-        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = args.kubeconfig
     rounds = []
     for _ in range(args.repeat):  # alternated, so both sides see the same machine load
         if args.kubeconfig:

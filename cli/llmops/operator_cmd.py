@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import os
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .errors import UNREACHABLE, CliError
 
+if TYPE_CHECKING:
+    from llmops_operator.controller.connection import Connection
 
-def preflight(server: str, timeout: float = 5.0) -> None:
+
+def preflight(conn: Connection, timeout: float = 5.0) -> None:
     """One request to the API server: kopf would otherwise retry an unreachable one forever."""
-    from kubernetes import client
+    from llmops_operator.controller.connection import ssl_context
 
+    request = urllib.request.Request(conn.server.rstrip("/") + "/version")
+    if conn.token:
+        request.add_header("Authorization", f"Bearer {conn.token}")
     try:
-        client.VersionApi().get_code(_request_timeout=timeout)
-    except Exception as e:
-        from kubernetes.client.exceptions import ApiException
-
-        if isinstance(e, ApiException):
-            return  # it answered (e.g. 401/403 on /version): kopf reports auth problems itself
-        raise CliError(f"cannot reach the API server at {server}: {type(e).__name__}", UNREACHABLE) from None
+        urllib.request.urlopen(request, timeout=timeout, context=ssl_context(conn)).close()
+    except urllib.error.HTTPError:
+        return  # it answered (e.g. 401/403 on /version): kopf reports auth problems itself
+    except (OSError, ValueError) as e:
+        raise CliError(
+            f"cannot reach the API server at {conn.server}: {type(e).__name__}", UNREACHABLE
+        ) from None
 
 
 @click.group("operator")
@@ -69,7 +79,10 @@ def run_cmd(
         raise click.UsageError("--namespace and --all-namespaces exclude each other")
     if config_path is not None:
         os.environ["LLMOPS_CONFIG"] = str(config_path)
-    from llmops_operator.controller import kube, run, settings
+    # kopf imports the kubernetes client (~50 MiB resident) whenever it is installed, only to
+    # recognise that client's objects; the operator passes dicts through its own client.
+    sys.modules.setdefault("kubernetes", None)  # type: ignore[assignment]
+    from llmops_operator.controller import connection, run, settings
 
     from .operator_config import load
 
@@ -78,7 +91,14 @@ def run_cmd(
         settings.TUNABLES.load_env()
     except ValueError as e:
         raise CliError(str(e)) from None
-    preflight(kube.from_environment().server)
+    try:
+        conn = connection.from_environment()
+    except (connection.CredentialsError, OSError) as e:
+        raise CliError(
+            f"no usable Kubernetes credentials: {e} (set KUBECONFIG, or run in a pod with a ServiceAccount)",
+            UNREACHABLE,
+        ) from None
+    preflight(conn)
     run.run(
         namespaces=namespaces,
         all_namespaces=all_namespaces,

@@ -215,19 +215,6 @@ PARENT = {
 }
 
 
-@pytest.mark.parametrize(
-    ("api_key", "token"),
-    [
-        ({"authorization": "bearer abc.def"}, "abc.def"),  # the in-cluster loader
-        ({"authorization": "Bearer abc.def"}, "abc.def"),  # the kubeconfig loader
-        ({"BearerToken": "abc.def"}, "abc.def"),
-        ({}, None),
-    ],
-)
-def test_the_bearer_token_is_sent_once_whatever_the_loader_wrote(api_key, token):
-    assert kube.bearer_token(api_key) == token
-
-
 def test_tunables_come_from_the_environment_when_the_operator_starts():
     t = Tunables()
     t.load_env({"LLMOPS_OPERATOR_RESYNC_SECONDS": "7", "LLMOPS_OPERATOR_WATCH_TIMEOUT_SECONDS": "30"})

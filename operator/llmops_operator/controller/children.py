@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from decimal import Decimal
 from typing import Any, Literal
 
 from . import cache, kube
@@ -101,12 +103,26 @@ QUANTITY_MAPS = {"limits", "requests", "capacity"}  # resources.limits/requests,
 QUANTITY_FIELDS = {"sizeLimit", "averageValue"}  # emptyDir; an HPA target
 
 
-def same_quantity(a: Any, b: Any) -> bool:
-    from kubernetes.utils.quantity import parse_quantity
+SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+SUFFIXES |= {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1, "k": 10**3, "M": 10**6}
+SUFFIXES |= {"G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+QUANTITY = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|([a-zA-Z]*))")
 
+
+def quantity(value: Any) -> Decimal:
+    """A Kubernetes resource quantity ("500m", "1Gi", "1e3", 2) as a number. (Written here because
+    the ``kubernetes`` package's parser costs its whole client in memory; see ``connection``.)"""
+    match = QUANTITY.fullmatch(str(value).strip())
+    if not match or (match.group(3) or "") not in SUFFIXES:
+        raise ValueError(f"not a quantity: {value!r}")
+    number, exponent, suffix = match.groups()
+    return Decimal(number + (exponent or "")) * SUFFIXES[suffix or ""]
+
+
+def same_quantity(a: Any, b: Any) -> bool:
     try:
-        return bool(parse_quantity(a) == parse_quantity(b))
-    except (ValueError, TypeError, ArithmeticError):
+        return quantity(a) == quantity(b)
+    except ValueError:
         return False
 
 

@@ -1,23 +1,22 @@
 """The operator's own Kubernetes client: a small async JSON client over aiohttp.
 
-Every call goes through :meth:`Kube.request`, which records ``(verb, group, resource, subresource)``
+Every call goes through :func:`request`, which records ``(verb, group, resource, subresource)``
 in :data:`CALLS` so the RBAC test can check that the ClusterRole covers each of them. Connection
-details come from :func:`configure` (tests) or :func:`from_environment` (in-cluster service account
-or the current kubeconfig); kopf logs in with the same details (see ``registry.login``).
+details come from :func:`configure` (tests) or :mod:`connection` (in-cluster service account or the
+current kubeconfig); kopf logs in with the same details (see ``handlers.login``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
-import re
-import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+
+from .connection import Connection, from_environment, ssl_context
 
 logger = logging.getLogger(__name__)
 
@@ -31,16 +30,6 @@ class ApiError(Exception):
     def __init__(self, status: int, reason: str, message: str = "") -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status, self.reason, self.message = status, reason, message
-
-
-@dataclasses.dataclass(frozen=True)
-class Connection:
-    server: str
-    token: str | None = None
-    ca_path: str | None = None
-    cert_path: str | None = None
-    key_path: str | None = None
-    insecure: bool = False
 
 
 _connection: Connection | None = None
@@ -71,33 +60,6 @@ def connection() -> Connection:
     return _connection
 
 
-def from_environment() -> Connection:
-    """The in-cluster service account when there is one, else the current kubeconfig context."""
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    c = client.Configuration.get_default_copy()
-    token = bearer_token(c.api_key or {})
-    return Connection(
-        server=c.host,
-        token=token,
-        ca_path=c.ssl_ca_cert,
-        cert_path=c.cert_file,
-        key_path=c.key_file,
-        insecure=not c.verify_ssl,
-    )
-
-
-def bearer_token(api_key: dict[str, str]) -> str | None:
-    """The bare token from the kubernetes client's ``api_key``: the kubeconfig loader stores it as
-    ``Bearer <jwt>``, the in-cluster loader as ``bearer <jwt>``; we add our own ``Bearer``."""
-    token = api_key.get("authorization") or api_key.get("BearerToken") or ""
-    return re.sub(r"^bearer\s+", "", token.strip(), flags=re.IGNORECASE) or None
-
-
 def path(api_version: str, plural: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     p = base + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
@@ -114,13 +76,7 @@ def _session() -> aiohttp.ClientSession:
     session = _sessions.get(id(loop))
     if session is None or session.closed:
         conn = connection()
-        ctx: ssl.SSLContext | bool = False
-        if conn.server.startswith("https"):
-            ctx = ssl.create_default_context(cafile=conn.ca_path)
-            if conn.cert_path:
-                ctx.load_cert_chain(conn.cert_path, conn.key_path)
-            if conn.insecure:
-                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx = ssl_context(conn) or False
         headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
         session = aiohttp.ClientSession(
             base_url=conn.server.rstrip("/") + "/",
