@@ -63,4 +63,4 @@ def test_the_operator_process_tunes_the_garbage_collector():
     out = subprocess.run(
         [sys.executable, "-c", code], env={"PYTHONPATH": env_path}, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "(10000, 10, 10) True ['a']"
+    assert out.stdout.strip() == "(2000, 10, 10) True ['a']"
