@@ -79,7 +79,7 @@ def run_cmd(
         raise click.UsageError("--namespace and --all-namespaces exclude each other")
     if config_path is not None:
         os.environ["LLMOPS_CONFIG"] = str(config_path)
-    # kopf imports the kubernetes client (~50 MiB resident) whenever it is installed, only to
+    # kopf imports the kubernetes client (~40 MiB resident) whenever it is installed, only to
     # recognise that client's objects; the operator passes dicts through its own client.
     sys.modules.setdefault("kubernetes", None)  # type: ignore[assignment]
     from llmops_operator.controller import connection, run, settings

@@ -147,7 +147,7 @@ def test_no_kubeconfig_or_a_broken_one_is_one_clear_error(monkeypatch, tmp_path,
 
 
 def test_the_operator_process_does_not_load_the_kubernetes_client(tmp_path):
-    """kopf imports it whenever it is installed; `llmops operator run` keeps it out (~50 MiB)."""
+    """kopf imports it whenever it is installed; `llmops operator run` keeps it out (~40 MiB)."""
     config = kubeconfig(tmp_path / "config", {"token": "t"}, {"server": "https://127.0.0.1:9"})
     paths = os.pathsep.join(str(ROOT / p) for p in ("cli", "operator", "training-jobs", "inference-service"))
     result = subprocess.run(

@@ -1,7 +1,7 @@
 """Where the operator's connection comes from: the pod's service account, else the kubeconfig.
 
 Read here rather than by the ``kubernetes`` client, whose package loads its ~700 model modules on
-any import: about 50 MiB resident for the life of a process that talks to the API server only
+any import: about 40 MiB resident for the life of a process that talks to the API server only
 through :mod:`kube` (``docs/benchmarks-operator.md``). What is read is what client-go reads for
 these cases: in a pod, ``KUBERNETES_SERVICE_HOST``/``PORT``, the token file (read again on each load,
 so rotated tokens are picked up) and the CA; from kubeconfig files (``KUBECONFIG``, a list, the first
