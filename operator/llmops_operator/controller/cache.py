@@ -7,16 +7,15 @@ The cache holds every parent and child the operator manages, so it decides the o
 Each entry keeps only what the controller reads (:func:`compact`: never ``managedFields``, which on a
 real API server outweighs the rest of the object) and is stored serialised, decoded on each read:
 a Deployment from a real API server is 29 KiB as Python objects plus 37 KiB of managedFields, and
-1.4 KiB here (bench/operator_bench.py, docs/benchmarks-operator.md). Bytes are not tracked by the
+3.8 KiB here (bench/operator_bench.py, docs/benchmarks-operator.md). Bytes are not tracked by the
 garbage collector either. Every read returns a fresh copy, which its caller may change. ``marshal``
-is the fastest codec for plain JSON data (decoding a Deployment takes ~20 us; its bytes never leave
-this process), and zlib's fastest level halves them for ~10 us more per write and ~5 us per read.
+is the fastest codec for plain JSON data (decoding a Deployment takes ~20 us); its bytes never leave
+this process.
 """
 
 from __future__ import annotations
 
 import marshal
-import zlib
 from typing import Any
 
 Key = tuple[str, str, str, str]
@@ -66,11 +65,7 @@ def _parent(obj: dict[str, Any]) -> str:
 
 
 def _encode(obj: dict[str, Any]) -> tuple[str, bytes]:
-    return _parent(obj), zlib.compress(marshal.dumps(compact(obj)), 1)
-
-
-def _decode(blob: bytes) -> dict[str, Any]:
-    return marshal.loads(zlib.decompress(blob))
+    return _parent(obj), marshal.dumps(compact(obj))
 
 
 def current(child: dict[str, Any], verify: bool) -> dict[str, Any] | None:
@@ -95,7 +90,7 @@ def forget(obj: dict[str, Any] | Key) -> None:
 
 def seen(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     entry = _store.get((api_version, kind, namespace), {}).get(name)
-    return None if entry is None else _decode(entry[1])
+    return None if entry is None else marshal.loads(entry[1])
 
 
 def keys(api_version: str, kind: str, namespace: str | None = None) -> list[Key]:
@@ -114,7 +109,7 @@ def of_kind(
     """A kind's entries (in one namespace, or all); with ``parent`` (``"label=value"``, a label of
     :data:`PARENT_LABELS`), only those that belong to it, found without decoding the rest."""
     return [
-        _decode(blob)
+        marshal.loads(blob)
         for (av, k, ns), bucket in list(_store.items())
         if av == api_version and k == kind and namespace in (None, ns)
         for of, blob in list(bucket.values())
