@@ -28,6 +28,7 @@ from transformers import DynamicCache
 
 from llmops_serve.detok import IncrementalDetokenizer, StopChecker
 from llmops_serve.kvcache import growing_cache, pad_left
+from llmops_serve.llama_fused import decode_step_for
 from llmops_serve.metrics import Metrics
 from llmops_serve.sampling import Logprob, RowState, SamplingParams, choose, prompt_logprobs, token_logprob
 
@@ -116,6 +117,7 @@ class Engine:
         self.max_prefill_tokens = max_prefill_tokens
         self.kv_budget = max_tokens_in_flight or max_batch_size * max_model_len
         self.metrics = metrics
+        self.decode_step = decode_step_for(model, max_model_len)
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.waiting: collections.deque[Sequence] = collections.deque()
@@ -317,20 +319,23 @@ class Engine:
 
     def _decode(self) -> None:
         """ONE forward for every running row: last token in, next token out, KV cache appended."""
-        last = torch.tensor([[s.output_ids[-1]] for s in self.running], device=self.device)
-        positions = torch.tensor([[n] for n in self.lengths], device=self.device)
+        ids, positions = torch.tensor(
+            [[s.output_ids[-1] for s in self.running], self.lengths], device=self.device
+        ).unbind()
         ones = torch.ones(len(self.running), 1, dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, ones], dim=1)
-        out = self.model(
-            input_ids=last,
-            attention_mask=self.mask,
-            position_ids=positions,
-            past_key_values=self.cache,
-            use_cache=True,
-        )
-        self.cache = out.past_key_values
+        if self.decode_step is not None:
+            logits = self.decode_step(ids, positions, self.mask.bool(), self.cache)
+        else:
+            out = self.model(
+                input_ids=ids[:, None],
+                attention_mask=self.mask,
+                position_ids=positions[:, None],
+                past_key_values=self.cache,
+                use_cache=True,
+            )
+            self.cache, logits = out.past_key_values, out.logits[:, -1, :]
         self._step_tokens += len(self.running)
-        logits = out.logits[:, -1, :]
         greedy = logits.argmax(dim=-1).tolist()
         for i, seq in enumerate(self.running):
             self.lengths[i] += 1
