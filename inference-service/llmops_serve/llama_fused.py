@@ -157,7 +157,9 @@ class DecodeStep:
             self._table(2 * (int(positions.max()) + 1))
         b, d, half = ids.shape[0], self.head_dim, self.head_dim // 2
         cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # [B, 1, D]
-        attn_mask = mask[:, None, None, :]
+        # Additive, once per step: SDPA would convert a boolean mask again in every layer.
+        bias = torch.zeros(mask.shape, dtype=self.embed.dtype, device=mask.device)
+        attn_mask = bias.masked_fill_(~mask, float("-inf"))[:, None, None, :]
         x = F.embedding(ids, self.embed)
         for i, (norm1, attn, norm2, mlp) in enumerate(self.layers):
             qkv = attn.qkv_proj(self._rms(norm1, x))
