@@ -1,8 +1,8 @@
-"""Engine alone (no HTTP): the server's decode path against the previous one, side by side.
+"""Engine alone (no HTTP): the server's forward path against the previous one, side by side.
 
 Two copies of the same Llama in one process: "packed" (every decoder linear packed for oneDNN,
-transformers' forward for every step) and "fused" (q/k/v and gate/up fused, then packed, decode
-steps through `llama_fused.DecodeStep`: what the server runs). Each serves the same B sequences of
+transformers' forward for every step) and "fused" (q/k/v and gate/up fused, then packed, prefill
+and decode through `llama_fused.LeanLlama`: what the server runs). Each serves the same B sequences of
 32 + 64 greedy tokens through `Engine.step()`, alternating, several times; the median tokens/s of
 each and their ratio are printed, and the greedy tokens must be identical.
 

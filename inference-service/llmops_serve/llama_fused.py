@@ -1,12 +1,12 @@
-"""Llama decoders with fused projections, and a lean decode step that calls them directly.
+"""Llama decoders with fused projections, and a lean forward (prefill, decode) that calls them directly.
 
 A decode step of a small model is bound by operator dispatch, not arithmetic: at batch 16 the
 4.5M-parameter bench model's step spent about 40 % of its time in some 300 small calls (three q/k/v
 GEMMs where one would do, two for gate/up, the norm's five ops, rotary cos/sin recomputed per step,
 the mask builder, output dataclasses). At load, `fuse_llama` concatenates q/k/v into one linear and
 gate/up into one (the outputs are split with views), so prefill through transformers' own forward
-makes fewer calls too; `DecodeStep` then runs one-token steps with a rotary table built once, one
-fused RMSNorm kernel per norm, and the same modules and KV cache layers, nothing else.
+makes fewer calls too; `LeanLlama` then runs prefills and one-token steps with a rotary table built
+once, one fused RMSNorm kernel per norm, and the same modules and KV cache layers, nothing else.
 
 Results equal the unfused model's up to fp32 rounding of the fused norm (tested on greedy tokens and
 logits); used only for fp32 Llama-family models on CPU, where the linears are packed as well.
@@ -114,14 +114,15 @@ def fuse_llama(model: Any) -> bool:
     return True
 
 
-class DecodeStep:
-    """One decode step (one new token per row) of a fused Llama, without transformers' forward.
+class LeanLlama:
+    """Prefill and one-token decode steps of a fused Llama, without transformers' forward.
 
     Same modules, same KV cache layers (``layer.update``), same SDPA; the rotary cos/sin come from
-    the model's own rotary module, evaluated once for a table of positions that doubles on demand.
+    the model's own rotary module, evaluated once for a table of positions that doubles on demand
+    (so a 128k-context model holds a table as long as its longest sequence so far, not 128k rows).
     """
 
-    def __init__(self, model: Any, positions: int = 2048) -> None:
+    def __init__(self, model: Any, positions: int = 1024) -> None:
         inner = model.model
         self.embed = inner.embed_tokens.weight
         self.layers = [
@@ -149,35 +150,79 @@ class DecodeStep:
     def _rms(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
 
-    def __call__(
+    def _cover(self, positions: torch.Tensor) -> None:
+        if int(positions.max()) >= self.cos.shape[0]:
+            self._table(2 * (int(positions.max()) + 1))
+
+    def _qkv(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """q (rotated), k (rotated) and v from a fused projection, heads on dim -3: [..., heads, D]."""
+        qk = qkv[..., : self.qk_width].unflatten(-1, (-1, self.head_dim))
+        qk = qk * cos + qk.roll(self.head_dim // 2, dims=-1) * sin
+        v = qkv[..., self.qk_width :].unflatten(-1, (self.kv_heads, self.head_dim))
+        return qk[..., : self.heads, :], qk[..., self.heads :, :], v
+
+    def decode(
         self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: Any
     ) -> torch.Tensor:
         """ids, positions: [B]; mask: [B, L] bool over the cache after this step; returns logits [B, V]."""
-        if int(positions.max()) >= self.cos.shape[0]:
-            self._table(2 * (int(positions.max()) + 1))
-        b, d, half = ids.shape[0], self.head_dim, self.head_dim // 2
+        self._cover(positions)
+        b, d = ids.shape[0], self.head_dim
         cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # [B, 1, D]
         # Additive, once per step: SDPA would convert a boolean mask again in every layer.
         bias = torch.zeros(mask.shape, dtype=self.embed.dtype, device=mask.device)
         attn_mask = bias.masked_fill_(~mask, float("-inf"))[:, None, None, :]
         x = F.embedding(ids, self.embed)
         for i, (norm1, attn, norm2, mlp) in enumerate(self.layers):
-            qkv = attn.qkv_proj(self._rms(norm1, x))
-            qk = qkv[:, : self.qk_width].view(b, -1, d)
-            qk = qk * cos + qk.roll(half, dims=-1) * sin
-            q = qk[:, : self.heads].reshape(b, self.kv_heads, -1, d)  # GQA: a kv head's queries as rows
-            k = qk[:, self.heads :].unsqueeze(2)
-            v = qkv[:, self.qk_width :].view(b, self.kv_heads, 1, d)
-            k, v = cache.layers[i].update(k, v)
+            q, k, v = self._qkv(attn.qkv_proj(self._rms(norm1, x)), cos, sin)
+            q = q.reshape(b, self.kv_heads, -1, d)  # GQA: a kv head's queries as rows of one query
+            k, v = cache.layers[i].update(k.unsqueeze(2), v.unsqueeze(2))
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=attn.scaling)
             x = x + attn.o_proj(o.view(b, -1))
             x = x + mlp(self._rms(norm2, x))
         return self.head(self._rms(self.norm, x))
 
+    def prefill(
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, all_logits: bool
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Prompts from an empty cache. ids, positions, mask: [B, T] (mask None: no row is padded).
 
-def decode_step_for(model: Any, positions: int = 2048) -> DecodeStep | None:
-    """The lean decode step when `fuse_llama` fused this model, else None (transformers' forward)."""
+        Returns the logits ([B, T, V], or [B, 1, V] for the last position only) and every layer's
+        keys and values [B, kv_heads, T, D]. Padding queries may see themselves (a row with nothing
+        to attend to would be NaN); no real token ever attends to padding.
+        """
+        self._cover(positions)
+        b, t = ids.shape
+        cos, sin = self.cos[positions].unsqueeze(2), self.sin[positions].unsqueeze(2)  # [B, T, 1, D]
+        attn_mask = None
+        if mask is not None:
+            tri = torch.ones(t, t, dtype=torch.bool, device=ids.device).tril()
+            allowed = (tri & mask.bool()[:, None, None, :]) | torch.eye(
+                t, dtype=torch.bool, device=ids.device
+            )
+            attn_mask = torch.zeros(allowed.shape, dtype=self.embed.dtype, device=ids.device)
+            attn_mask.masked_fill_(~allowed, float("-inf"))
+        rep = self.heads // self.kv_heads
+        x = F.embedding(ids, self.embed)
+        kv = []
+        for norm1, attn, norm2, mlp in self.layers:
+            q, k, v = self._qkv(attn.qkv_proj(self._rms(norm1, x)), cos, sin)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            kv.append((k, v))
+            if rep > 1:
+                k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+            o = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None, scale=attn.scaling
+            )
+            x = x + attn.o_proj(o.transpose(1, 2).reshape(b, t, -1))
+            x = x + mlp(self._rms(norm2, x))
+        if not all_logits:
+            x = x[:, -1:]
+        return self.head(self._rms(self.norm, x)), kv
+
+
+def lean_for(model: Any) -> LeanLlama | None:
+    """The lean forward when `fuse_llama` fused this model, else None (transformers' forward)."""
     layers = getattr(getattr(model, "model", None), "layers", None)
     if not layers or not isinstance(layers[0].self_attn, FusedLlamaAttention):
         return None
-    return DecodeStep(model, positions)
+    return LeanLlama(model)
