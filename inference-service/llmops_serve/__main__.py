@@ -8,6 +8,13 @@ and new requests get 503 with Retry-After), let requests in flight finish for up
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads OpenMP: idle intra-op workers sleep instead of spinning. The event loop thread
+# shares the cores with them, and on a busy node spinning workers starved it and each other (a
+# decode step took 10-20x its time; see docs/benchmarks-serve.md). An explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import json
 import logging
 import sys

@@ -28,6 +28,7 @@ from transformers import DynamicCache
 
 from llmops_serve.detok import IncrementalDetokenizer, StopChecker
 from llmops_serve.kvcache import growing_cache, pad_left
+from llmops_serve.llama_fused import lean_for
 from llmops_serve.metrics import Metrics
 from llmops_serve.sampling import Logprob, RowState, SamplingParams, choose, prompt_logprobs, token_logprob
 
@@ -116,6 +117,7 @@ class Engine:
         self.max_prefill_tokens = max_prefill_tokens
         self.kv_budget = max_tokens_in_flight or max_batch_size * max_model_len
         self.metrics = metrics
+        self.lean = lean_for(model)  # fused fp32 CPU Llamas: prefill and decode without transformers' forward
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.waiting: collections.deque[Sequence] = collections.deque()
@@ -237,7 +239,7 @@ class Engine:
     def _prefill(self, group: list[Sequence]) -> None:
         """ONE forward over the newcomers' prompts (left-padded, masked), then each samples its first token.
 
-        A lone prompt runs unpadded, exactly as a solo run computes it. If the batched forward fails,
+        A lone prompt runs unpadded, as a solo run computes it. If the batched forward fails,
         each prompt is retried alone, so only a prompt that fails by itself fails its request.
         """
         now = time.monotonic()
@@ -248,24 +250,31 @@ class Engine:
             seq.stopper = StopChecker(seq.params.stop)
         lengths = [len(s.prompt_ids) for s in group]
         width = max(lengths)
-        ids = torch.zeros(len(group), width, dtype=torch.long)
-        mask = torch.zeros(len(group), width, dtype=torch.long)
-        positions = torch.zeros(len(group), width, dtype=torch.long)
-        for i, (seq, n) in enumerate(zip(group, lengths, strict=True)):
-            ids[i, width - n :] = torch.tensor(seq.prompt_ids)
-            mask[i, width - n :] = 1
-            positions[i, width - n :] = torch.arange(n)
-        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        pads = [width - n for n in lengths]
+        ids = torch.tensor(
+            [[0] * p + s.prompt_ids for p, s in zip(pads, group, strict=True)], device=self.device
+        )
+        mask = torch.tensor(
+            [[0] * p + [1] * n for p, n in zip(pads, lengths, strict=True)], device=self.device
+        )
+        positions = torch.tensor(
+            [[0] * p + list(range(n)) for p, n in zip(pads, lengths, strict=True)], device=self.device
+        )
+        padded = mask if min(lengths) < width else None
         all_logits = any(s.params.prompt_logprobs for s in group)
         try:
-            out = self.model(
-                input_ids=ids,
-                attention_mask=mask if min(lengths) < width else None,
-                position_ids=positions,
-                past_key_values=DynamicCache(),
-                use_cache=True,
-                logits_to_keep=0 if all_logits else 1,
-            )
+            if self.lean is not None:
+                logits, kv = self.lean.prefill(ids, positions, padded, all_logits)
+            else:
+                out = self.model(
+                    input_ids=ids,
+                    attention_mask=padded,
+                    position_ids=positions,
+                    past_key_values=DynamicCache(),
+                    use_cache=True,
+                    logits_to_keep=0 if all_logits else 1,
+                )
+                logits, kv = out.logits, [(lay.keys, lay.values) for lay in out.past_key_values.layers]
         except Exception as exc:
             if len(group) > 1:
                 for seq in group:
@@ -275,7 +284,7 @@ class Engine:
             self._finish(group[0], "error", error=f"prefill failed: {exc}")
             return
         self._step_tokens += sum(lengths)
-        last = out.logits[:, -1]
+        last = logits[:, -1]
         greedy = last.argmax(dim=-1).tolist()
         keep = []
         for i, (seq, n) in enumerate(zip(group, lengths, strict=True)):
@@ -283,7 +292,7 @@ class Engine:
                 p = seq.params
                 if p.prompt_logprobs:
                     seq.prompt_logprobs = prompt_logprobs(
-                        out.logits[i, width - n :], seq.prompt_ids, p.logprobs or 0
+                        logits[i, width - n :], seq.prompt_ids, p.logprobs or 0
                     )
                 token = greedy[i] if p.plain else choose(last[i], p, seq.row)
                 if not self._accept(seq, token, last[i]):
@@ -292,12 +301,18 @@ class Engine:
                 log.exception("prefill failed request_id=%s", seq.request_id)
                 self._finish(seq, "error", error=f"prefill failed: {exc}")
         if keep:
-            self._merge(out.past_key_values, mask, [group[i] for i in keep], keep)
+            self._merge(kv, mask, [group[i] for i in keep], keep)
 
-    def _merge(self, cache: DynamicCache, mask: torch.Tensor, seqs: list[Sequence], rows: list[int]) -> None:
-        """Append prefilled rows to the batch cache, left-padding whichever side is shorter."""
+    def _merge(
+        self,
+        kv: list[tuple[torch.Tensor, torch.Tensor]],
+        mask: torch.Tensor,
+        seqs: list[Sequence],
+        rows: list[int],
+    ) -> None:
+        """Append prefilled rows (per layer: keys, values) to the batch cache, left-padding the shorter side."""
         idx = torch.tensor(rows, device=self.device)
-        new_kv = [(layer.keys[idx], layer.values[idx]) for layer in cache.layers]
+        new_kv = [(k[idx], v[idx]) for k, v in kv]
         new_mask = mask[idx]
         lengths = [len(s.prompt_ids) for s in seqs]
         if self.cache is None or not self.running:
@@ -317,20 +332,23 @@ class Engine:
 
     def _decode(self) -> None:
         """ONE forward for every running row: last token in, next token out, KV cache appended."""
-        last = torch.tensor([[s.output_ids[-1]] for s in self.running], device=self.device)
-        positions = torch.tensor([[n] for n in self.lengths], device=self.device)
+        ids, positions = torch.tensor(
+            [[s.output_ids[-1] for s in self.running], self.lengths], device=self.device
+        ).unbind()
         ones = torch.ones(len(self.running), 1, dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, ones], dim=1)
-        out = self.model(
-            input_ids=last,
-            attention_mask=self.mask,
-            position_ids=positions,
-            past_key_values=self.cache,
-            use_cache=True,
-        )
-        self.cache = out.past_key_values
+        if self.lean is not None:
+            logits = self.lean.decode(ids, positions, self.mask.bool(), self.cache)
+        else:
+            out = self.model(
+                input_ids=ids[:, None],
+                attention_mask=self.mask,
+                position_ids=positions[:, None],
+                past_key_values=self.cache,
+                use_cache=True,
+            )
+            self.cache, logits = out.past_key_values, out.logits[:, -1, :]
         self._step_tokens += len(self.running)
-        logits = out.logits[:, -1, :]
         greedy = logits.argmax(dim=-1).tolist()
         for i, seq in enumerate(self.running):
             self.lengths[i] += 1

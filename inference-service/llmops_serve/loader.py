@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from llmops_serve.llama_fused import fuse_llama
 from llmops_serve.packed_linear import pack_linears
 
 log = logging.getLogger("llmops_serve.loader")
@@ -91,6 +92,7 @@ def load(
         log.info("int8 quality check: top-1 agreement with fp32 on a probe text = %.1f%%", 100 * agreement)
         model = quantized
     else:
+        fuse_llama(model)  # fp32 CPU Llamas: q/k/v and gate/up as one linear each, then packed
         pack_linears(model)
     log.info(
         "loaded %s from %s (%s, %s, quantize=%s)", type(model).__name__, path, device, torch_dtype, quantize

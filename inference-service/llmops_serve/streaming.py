@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from llmops_serve.engine import Event
 from llmops_serve.generation import Job
@@ -29,6 +30,7 @@ from llmops_serve.protocol import (
 KEEPALIVE_S = 10.0
 DONE = "data: [DONE]\n\n"
 KEEPALIVE = ": keep-alive\n\n"
+_SLOT = "\u2063llmops-text\u2063"  # stands for a frame's text in its template; never in real output
 
 
 def sse(body: BaseModel | dict) -> str:
@@ -74,6 +76,8 @@ class _Chunks:
         self.offsets = [0] * len(job.seqs)
         self.completion_tokens = 0
         self.verbose = self.req.return_token_ids or bool(self.req.logprobs)
+        self.plain = not self.verbose and (self.req.logprobs is None or self.req.logprobs is False)
+        self.templates: dict[int, tuple[str, str]] = {}
 
     def usage(self) -> UsageInfo:
         p, c = self.job.prompt_tokens, self.completion_tokens
@@ -83,6 +87,29 @@ class _Chunks:
         prompt_ids = self.job.prompts[0] if self.req.return_token_ids and k == 0 else None
         delta = DeltaMessage(role="assistant", content="")
         return self._chat([ChatStreamChoice(index=k, delta=delta)], prompt_ids)
+
+    def frame(self, ev: Event) -> str | None:
+        """The SSE frame for an event, or None when it carries nothing to send.
+
+        A plain text delta (most frames) is written into a per-choice template dumped once, with
+        the text encoded by the same serializer, so it costs no model construction; the bytes are
+        those of ``sse(self.chunk(ev))``.
+        """
+        if not (ev.text and self.plain and self.started[ev.index]) or ev.finish_reason:
+            body = self.chunk(ev)
+            return None if body is None else sse(body)
+        self.completion_tokens += len(ev.token_ids)
+        if self._continuous() is not None:
+            return sse(self._text_chunk(ev.index, ev.text))
+        if (template := self.templates.get(ev.index)) is None:
+            head, tail = self._text_chunk(ev.index, _SLOT).model_dump_json().split(_SLOT)
+            template = self.templates[ev.index] = (f"data: {head}", f"{tail}\n\n")
+        return template[0] + to_json(ev.text)[1:-1].decode() + template[1]
+
+    def _text_chunk(self, index: int, text: str) -> BaseModel:
+        if self.job.chat:
+            return self._chat([ChatStreamChoice(index=index, delta=DeltaMessage(content=text))])
+        return self._completion([CompletionChoice(index=index, text=text)])
 
     def chunk(self, ev: Event) -> BaseModel | None:
         self.completion_tokens += len(ev.token_ids)
@@ -157,8 +184,8 @@ async def stream(job: Job) -> AsyncIterator[str]:
             elif ev.error:
                 yield sse(error_body(ev.error, "internal_error", "engine_error"))
                 break
-            elif (body := chunks.chunk(ev)) is not None:
-                yield sse(body)
+            elif (frame := chunks.frame(ev)) is not None:
+                yield frame
         else:
             if job.req.include_usage():
                 yield sse(chunks.final_usage())

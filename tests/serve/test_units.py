@@ -178,3 +178,53 @@ def test_engine_token_budget_and_batch_limit(tiny_model):
         engine.step()
     assert [len(s.output_ids) for s in seqs] == [30, 30, 5, 5]
     loop.close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": "x"},
+        {"messages": [{"role": "user", "content": "x"}]},
+        {"prompt": "x", "stream_options": {"include_usage": True, "continuous_usage_stats": True}},
+        {"prompt": "x", "logprobs": 0},
+        {"prompt": "x", "return_token_ids": True},
+        {"messages": [{"role": "user", "content": "x"}], "logprobs": True},
+    ],
+    ids=["completion", "chat", "continuous-usage", "logprobs-0", "token-ids", "chat-logprobs"],
+)
+def test_stream_frames_are_the_chunks_json(body):
+    """A streamed frame from the per-choice template is byte for byte the chunk model's dump, for
+    texts JSON must escape, on both endpoints and whatever the request asks to include."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from llmops_serve.engine import Event
+    from llmops_serve.generation import Job
+    from llmops_serve.protocol import ChatCompletionRequest, CompletionRequest
+    from llmops_serve.sampling import Logprob
+    from llmops_serve.streaming import _Chunks, sse
+
+    kind = ChatCompletionRequest if "messages" in body else CompletionRequest
+    req = kind.model_validate({"model": "m", "stream": True, "n": 2, **body})
+    state = SimpleNamespace(settings=SimpleNamespace(name="m"), token_text=lambda t: f"<{t}>")
+    job = Job(state, req, [[5, 6]], [None], [None, None], asyncio.Queue(), 0.0, "cmpl-1", created=7)
+    texts = [
+        "Hello",
+        ' "quoted" \\ back',
+        "line\nbreak\ttab\r",
+        "\x00\x1f\x7f",
+        "東京 ünï 🦊",
+        "\u2028\u2029",
+        "</script>",
+    ]
+    fast, slow = _Chunks(job), _Chunks(job)
+    frames = 0
+    for i, text in enumerate(["first", *texts]):
+        for index in (0, 1):
+            lp = [Logprob(token_id=5, logprob=-0.5, top=[])] if req.logprobs is not None else None
+            ev = Event(text=text, index=index, token_ids=[5 + i], logprobs=lp)
+            expected = slow.chunk(ev)
+            assert fast.frame(ev) == (None if expected is None else sse(expected))
+            frames += expected is not None
+    assert frames == 2 * (len(texts) + 1)
+    assert bool(fast.templates) == (fast.plain and not req.continuous_usage())  # the template was used
