@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "inference-service"), str(ROOT / "cli"), str(ROOT)]
 
-from bench.serve_tiny import TEXT, build_tiny_model  # noqa: E402
+from bench.serve_tiny import TEXT, bench_model, build_tiny_model  # noqa: E402
 from llmops_serve import loader  # noqa: E402
 
 
@@ -386,17 +386,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
 
-    model_dir = args.out / f"model-h{args.hidden}-l{args.layers}-i{args.intermediate}-s{args.train_steps}"
-    if not (model_dir / "model.safetensors").exists():
-        heads = max(4, args.hidden // 64)
-        build_tiny_model(
-            model_dir,
-            hidden=args.hidden,
-            layers=args.layers,
-            heads=heads,
-            intermediate=args.intermediate,
-            steps=args.train_steps,
-        )
+    model_dir = bench_model(args.out, args.hidden, args.layers, args.intermediate, args.train_steps)
     from transformers import AutoModelForCausalLM
 
     params = AutoModelForCausalLM.from_pretrained(model_dir).num_parameters()  # the server packs its copy

@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "inference-service"), str(ROOT)]
 
-from bench.serve_tiny import build_tiny_model  # noqa: E402
+from bench.serve_tiny import bench_model  # noqa: E402
 from llmops_serve.engine import Engine, Sequence  # noqa: E402
 from llmops_serve.llama_fused import fuse_llama  # noqa: E402
 from llmops_serve.packed_linear import pack_linears  # noqa: E402
@@ -63,17 +63,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "llmops-bench-serve")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model_dir = args.out / f"model-h{args.hidden}-l{args.layers}-i{args.intermediate}-s{args.train_steps}"
-    if not (model_dir / "model.safetensors").exists():  # the same model bench/serve.py builds
-        heads = max(4, args.hidden // 64)
-        build_tiny_model(
-            model_dir,
-            hidden=args.hidden,
-            layers=args.layers,
-            heads=heads,
-            intermediate=args.intermediate,
-            steps=args.train_steps,
-        )
+    model_dir = bench_model(
+        args.out, args.hidden, args.layers, args.intermediate, args.train_steps
+    )  # serve.py's
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)

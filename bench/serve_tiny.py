@@ -27,6 +27,17 @@ CHAT_TEMPLATE = (
 )
 
 
+def bench_model(out: Path, hidden: int, layers: int, intermediate: int | None, train_steps: int) -> Path:
+    """The serving benchmarks' model under `out`, built once per shape and reused by later runs."""
+    model_dir = out / f"model-h{hidden}-l{layers}-i{intermediate}-s{train_steps}"
+    if not (model_dir / "model.safetensors").exists():
+        heads = max(4, hidden // 64)
+        build_tiny_model(
+            model_dir, hidden=hidden, layers=layers, heads=heads, intermediate=intermediate, steps=train_steps
+        )
+    return model_dir
+
+
 def build_tiny_model(
     out: Path,
     *,
