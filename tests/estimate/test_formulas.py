@@ -174,6 +174,8 @@ ids = torch.randint(0, shape["vocab_size"], (batch, seq), generator=torch.Genera
 with cp.shard(lay, ids) as (local, labels, pos), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
     cp.loss(model, local, labels, pos, batch * (seq - 1))
 print(json.dumps(sum(n for p, n in seen.items() if p not in params)))
+dist.barrier()
+dist.destroy_process_group()  # gloo's threads left running at exit can abort the process
 """
 
 

@@ -75,6 +75,8 @@ for mine, ref in zip(model.parameters(), reference.parameters()):
         errors.append((grad - ref.grad).abs().max().item() / (ref.grad.abs().max().item() or 1))
 if rank == 0:
     print(json.dumps({"cp": total.item(), "full": full.item(), "grad": max(errors)}))
+dist.barrier()
+dist.destroy_process_group()  # gloo's threads left running at exit can abort the process
 """
 
 
