@@ -76,7 +76,10 @@ class _Chunks:
         self.offsets = [0] * len(job.seqs)
         self.completion_tokens = 0
         self.verbose = self.req.return_token_ids or bool(self.req.logprobs)
-        self.plain = not self.verbose and (self.req.logprobs is None or self.req.logprobs is False)
+        # no per-token extras (completions' logprobs=0 still asks for the sampled token's logprob, and 0 == False)
+        self.plain = not self.req.return_token_ids and (
+            self.req.logprobs is None or self.req.logprobs is False
+        )
         self.templates: dict[int, tuple[str, str]] = {}
 
     def usage(self) -> UsageInfo:

@@ -29,8 +29,15 @@ from typing import Any
 import yaml
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-USER_FIELDS = {"token", "tokenFile", "client-certificate", "client-certificate-data", "client-key"}
-USER_FIELDS |= {"client-key-data", "exec"}
+USER_FIELDS = {
+    "token",
+    "tokenFile",
+    "client-certificate",
+    "client-certificate-data",
+    "client-key",
+    "client-key-data",
+    "exec",
+}
 
 
 class CredentialsError(Exception):
