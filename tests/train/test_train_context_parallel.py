@@ -40,7 +40,7 @@ def torchrun(tmp: Path, manifest: Path, world: int, *args: str) -> subprocess.Co
 
 
 GRADIENT_PROBE = """
-import json, sys, torch, torch.distributed as dist
+import json, os, sys, torch, torch.distributed as dist
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 from llmops_train import context as cp
@@ -76,7 +76,11 @@ for mine, ref in zip(model.parameters(), reference.parameters()):
 if rank == 0:
     print(json.dumps({"cp": total.item(), "full": full.item(), "grad": max(errors)}))
 dist.barrier()
-dist.destroy_process_group()  # gloo's threads left running at exit can abort the process
+dist.destroy_process_group()
+# Skip interpreter finalization: a gloo worker thread that drops the last reference to a Python
+# tensor after finalization has begun is killed mid-destructor and aborts the process (Python 3.11).
+sys.stdout.flush()
+os._exit(0)
 """
 
 
