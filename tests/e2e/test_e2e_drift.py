@@ -108,3 +108,40 @@ def test_operator_restart_mid_reconcile_converges_without_duplicates(ns):
         jobs = custom.list_namespaced_custom_object("kubeflow.org", "v1", ns, "pytorchjobs")["items"]
         assert [j["metadata"]["name"] for j in jobs] == ["restart"]
         assert len(pods(core, ns, "training.kubeflow.org/job-name=restart")) == 1
+
+
+def test_a_spec_changed_while_the_operator_was_down_is_applied_and_announced_as_an_update(ns):
+    """kopf's diff base lives in the operator's memory (controller/kopfstate.py): the parent carries no
+    kopf annotations; after a restart each parent is reconciled again, and observedGeneration tells an
+    offline spec change (an "Updated" event) from drift (which would be "Repaired")."""
+    _api, custom, core, apps = clients()
+
+    def reconciled() -> dict:
+        ie = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "inferenceendpoints", "offline")
+        status = ie.get("status") or {}
+        return status.get("observedGeneration") == ie["metadata"]["generation"] and ie
+
+    with InThread(ns):
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, ns, "inferenceendpoints", endpoint(ns, "offline")
+        )
+        first = wait(reconciled, 120, "the first pass")
+        wait(lambda: apps.read_namespaced_deployment("offline", ns), 60, "the Deployment")
+    assert not [k for k in first["metadata"].get("annotations") or {} if k.startswith("llmops.dev/")]
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, "inferenceendpoints", "offline", {"spec": {"server": {"maxBatchSize": 8}}}
+    )
+    with InThread(ns):
+        wait(reconciled, 120, "the changed spec reconciled after the restart")
+
+        def batch_env() -> str | None:
+            dep = apps.read_namespaced_deployment("offline", ns)
+            env = {e.name: e.value for e in dep.spec.template.spec.containers[0].env or []}
+            return env.get("LLMOPS_MAX_BATCH_SIZE") == "8"
+
+        wait(batch_env, 60, "the Deployment updated")
+        reasons = {
+            e.reason
+            for e in core.list_namespaced_event(ns, field_selector="involvedObject.name=offline").items
+        }
+    assert "Updated" in reasons and "Repaired" not in reasons, reasons

@@ -10,7 +10,7 @@ import kopf
 from click.testing import CliRunner
 
 from llmops.main import cli
-from llmops_operator.controller import handlers
+from llmops_operator.controller import handlers, kopfstate
 
 ROOT = Path(__file__).parents[2]
 
@@ -42,12 +42,11 @@ def test_the_cli_does_not_import_kopf_until_the_operator_runs():
     assert out.stdout.strip() == "False False"
 
 
-def test_settings_use_our_annotation_prefix_and_post_events():
+def test_settings_keep_retries_under_our_prefix_the_diff_base_in_memory_and_post_events():
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
     assert settings.persistence.progress_storage.prefix == "llmops.dev"
-    assert settings.persistence.diffbase_storage.prefix == "llmops.dev"
-    assert settings.persistence.diffbase_storage.key == "last-handled-configuration"
+    assert isinstance(settings.persistence.diffbase_storage, kopfstate.MemoryDiffBase)
     assert settings.posting.enabled is True
 
 

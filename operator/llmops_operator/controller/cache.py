@@ -43,15 +43,25 @@ WATCHED = {
 }
 
 
+# Children whose status no pass reads (the endpoint mirrors its Deployment, not its autoscaler):
+# without their status and resourceVersion in the cache, the controllers' status updates, one or two
+# per object as the cluster settles, leave the entry as it was and start no pass (``observe``).
+STATUS_UNREAD = {"HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"}
+
+
 def compact(obj: dict[str, Any]) -> dict[str, Any]:
     """``obj`` without what no reconcile reads: ``metadata.managedFields`` (other writers' field
-    ownership), a Pod's spec (retries read its labels and status) and a PyTorchJob's spec beyond
-    ``runPolicy`` (created once, never compared; only ``runPolicy`` follows the TrainingJob)."""
+    ownership), a Pod's spec (retries read its labels and status), a PyTorchJob's spec beyond
+    ``runPolicy`` (created once, never compared; only ``runPolicy`` follows the TrainingJob), and the
+    status and resourceVersion of :data:`STATUS_UNREAD` kinds."""
     out = dict(obj)
-    meta = out.get("metadata")
-    if isinstance(meta, dict) and "managedFields" in meta:
-        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
     kind, spec = out.get("kind"), out.get("spec")
+    dropped = ("managedFields", "resourceVersion") if kind in STATUS_UNREAD else ("managedFields",)
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and any(k in meta for k in dropped):
+        out["metadata"] = {k: v for k, v in meta.items() if k not in dropped}
+    if kind in STATUS_UNREAD:
+        out.pop("status", None)
     if kind == "Pod":
         out.pop("spec", None)
     elif kind == "PyTorchJob" and isinstance(spec, dict):

@@ -68,7 +68,7 @@ async def ensure_child(
 
 
 async def handle(body: kopf.Body, reconcile: Any, **options: bool) -> None:
-    """Every create/resume/update handler: note the object, reconcile it, map the outcome for kopf.
+    """Every create/update handler: note the object, reconcile it, map the outcome for kopf.
 
     A transient API error retries the handler after ``error_backoff_seconds`` rather than kopf's
     default of 60 s: what the pass already wrote stays, so the retry only finishes the rest.

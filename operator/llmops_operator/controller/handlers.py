@@ -1,6 +1,6 @@
 """Every kopf handler, registered in one place on one explicit registry.
 
-kopf drives the parents (create, update, resume); our informers drive the children; a background
+kopf drives the parents (create, update; after a restart each parent is "created" once more); our informers drive the children; a background
 task runs the periodic pass. All of them end in the two passes, ``training.reconcile`` and
 ``inference.reconcile``; this module is the only one that knows both, so an endpoint waiting for a
 TrainingJob's model is reconciled here when that job succeeds.
@@ -17,7 +17,7 @@ import kopf
 
 from llmops_core.api import GROUP, VERSION
 
-from . import cache, inference, informer, kube, scope, training
+from . import cache, inference, informer, kopfstate, kube, scope, training
 from .common import Outcome, handle
 from .settings import TUNABLES
 
@@ -71,11 +71,10 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    """Our annotation prefix for kopf's state, long watches, short retries."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    """kopf's diff base in memory and its retry state under our prefix (kopfstate.py says why), long
+    watches, short retries."""
+    settings.persistence.progress_storage = kopfstate.UnmarkedProgress(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopfstate.MemoryDiffBase()
     settings.persistence.finalizer = f"{PREFIX}/finalizer"  # declared, never added: no deletion handlers
     settings.posting.enabled = True
     settings.posting.level = logging.WARNING  # our passes post their own events
@@ -91,6 +90,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     a finalizer, which would block deletion while the operator is down)."""
     configure(settings)
     cache.clear()
+    kopfstate.clear()
     loop = asyncio.get_running_loop()
     _tasks[id(loop)] = [*informer.start(child_changed), loop.create_task(_resync_loop(), name="resync")]
 
@@ -111,12 +111,13 @@ async def cleanup(**_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "inferenceendpoints", id="cache-inferenceendpoints", registry=REGISTRY)
 async def parent_event(event: dict[str, Any], **_: Any) -> None:
     cache.observe(event)
+    if event.get("type") == "DELETED":
+        kopfstate.forget(((event.get("object") or {}).get("metadata") or {}).get("uid"))
 
 
-@kopf.on.resume(GROUP, VERSION, "trainingjobs", id="resume-trainingjob", registry=REGISTRY)
 @kopf.on.create(GROUP, VERSION, "trainingjobs", id="create-trainingjob", registry=REGISTRY)
 async def training_created(body: kopf.Body, **_: Any) -> None:
-    await handle(body, reconcile_training)
+    await handle(body, reconcile_training, spec_changed=kopfstate.changed_while_down(body))
 
 
 @kopf.on.update(GROUP, VERSION, "trainingjobs", id="update-trainingjob", registry=REGISTRY)
@@ -124,10 +125,9 @@ async def training_updated(body: kopf.Body, **_: Any) -> None:
     await handle(body, reconcile_training, spec_changed=True)
 
 
-@kopf.on.resume(GROUP, VERSION, "inferenceendpoints", id="resume-inferenceendpoint", registry=REGISTRY)
 @kopf.on.create(GROUP, VERSION, "inferenceendpoints", id="create-inferenceendpoint", registry=REGISTRY)
 async def endpoint_created(body: kopf.Body, **_: Any) -> None:
-    await handle(body, inference.reconcile)
+    await handle(body, inference.reconcile, spec_changed=kopfstate.changed_while_down(body))
 
 
 @kopf.on.update(GROUP, VERSION, "inferenceendpoints", id="update-inferenceendpoint", registry=REGISTRY)
