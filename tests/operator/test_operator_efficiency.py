@@ -139,9 +139,8 @@ async def test_a_leftover_pytorchjob_of_another_parent_is_reported_and_left_alon
 
         async def settled():  # the first operator's pass is over: its status, the last write, is there
             obj = await cluster.get(*TJ_API, "tiny")
-            return condition(obj, "Stalled").get("status") == "False" and (obj.get("status") or {}).get(
-                "children"
-            )
+            status = obj.get("status") or {}
+            return condition(obj, "Stalled").get("status") == "False" and status.get("children")
 
         await eventually(settled, what="the first pass written")
         await op.stop()
