@@ -166,7 +166,7 @@ def serving(model_dir: Path, args: argparse.Namespace) -> list[dict]:
             bodies = [request_body(name, model_dir, p, 8) for p in prompts_all[:2]]
             asyncio.run(load_test(f"http://127.0.0.1:{ports[name]}", bodies, 2))
         for c in args.concurrency:
-            n = max(args.min_requests, 2 * c)
+            n = max(args.min_requests, args.waves * c)
             prompts = [prompts_all[i % len(prompts_all)] for i in range(n)]
             best: dict[str, dict] = {}
             for _ in range(args.repeats):
@@ -378,6 +378,9 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads per process (1: robust on a shared 2-core box)"
     )
     p.add_argument("--serving-only", action="store_true", help="skip the KV-cache and int8 sections")
+    p.add_argument(
+        "--waves", type=int, default=2, help="requests per level and run: this many times the concurrency"
+    )
     args = p.parse_args()
     args.concurrency = args.concurrency or ([1, 4, 16] if args.quick else [1, 4, 16, 64])
     args.min_requests = 8 if args.quick else 16

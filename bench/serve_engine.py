@@ -4,7 +4,9 @@ Two copies of the same Llama in one process: "packed" (every decoder linear pack
 transformers' forward for every step) and "fused" (q/k/v and gate/up fused, then packed, prefill
 and decode through `llama_fused.LeanLlama`: what the server runs). Each serves the same B sequences of
 32 + 64 greedy tokens through `Engine.step()`, alternating, several times; the median tokens/s of
-each and their ratio are printed, and the greedy tokens must be identical.
+each and their ratio are printed, and the greedy tokens must be identical. "fused, all threads" is the
+fused model with every decode step on all intra-op threads (``serial_decode_macs=0``), against the
+server's default of one thread for small steps (``engine.SERIAL_DECODE_MACS``).
 
     python bench/serve_engine.py [--hidden 256 --layers 4] [--batch 1 16 64] [--threads 2]
 """
@@ -34,9 +36,9 @@ from llmops_serve.packed_linear import pack_linears  # noqa: E402
 from llmops_serve.sampling import SamplingParams  # noqa: E402
 
 
-def run(model, tok, prompts: list[list[int]], out_len: int) -> tuple[float, list[list[int]]]:
+def run(model, tok, prompts: list[list[int]], out_len: int, **options: int) -> tuple[float, list[list[int]]]:
     """Tokens/s of generating out_len tokens for every prompt at once, and the tokens."""
-    engine = Engine(model, tok, max_batch_size=len(prompts), max_prefill_tokens=len(prompts) * 64)
+    engine = Engine(model, tok, max_batch_size=len(prompts), max_prefill_tokens=len(prompts) * 64, **options)
     loop = asyncio.new_event_loop()
     try:
         params = SamplingParams(max_tokens=out_len, temperature=0.0, ignore_eos=True)
@@ -78,21 +80,33 @@ def main() -> None:
         pack_linears(model)
         models[name] = model
     print(f"{params / 1e6:.1f}M parameters, {torch.get_num_threads()} threads")
-    print("| batch | packed tok/s | fused tok/s | fused / packed | greedy tokens identical |")
-    print("|---|---|---|---|---|")
+    print(
+        "| batch | packed tok/s | fused, all threads tok/s | fused tok/s | fused / packed "
+        "| fused / all threads | greedy tokens identical |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    variants = {
+        "packed": ("packed", {}),
+        "all threads": ("fused", {"serial_decode_macs": 0}),
+        "fused": ("fused", {}),
+    }
     g = torch.Generator().manual_seed(0)
     for batch in args.batch:
         prompts = torch.randint(3, len(tok), (batch, 32), generator=g).tolist()
-        speeds: dict[str, list[float]] = {"packed": [], "fused": []}
+        speeds: dict[str, list[float]] = {name: [] for name in variants}
         tokens = {}
         run(models["fused"], tok, prompts[:2], 4)  # warm-up
         for _ in range(args.repeats):
-            for name, model in models.items():
-                speed, tokens[name] = run(model, tok, prompts, 64)
+            for name, (model, options) in variants.items():
+                speed, tokens[name] = run(models[model], tok, prompts, 64, **options)
                 speeds[name].append(speed)
-        a, b = statistics.median(speeds["packed"]), statistics.median(speeds["fused"])
-        same = tokens["packed"] == tokens["fused"]
-        print(f"| {batch} | {a:.0f} | {b:.0f} | **{b / a:.2f}x** | {'yes' if same else 'NO'} |", flush=True)
+        a, t, b = (statistics.median(speeds[name]) for name in variants)
+        same = tokens["packed"] == tokens["fused"] == tokens["all threads"]
+        print(
+            f"| {batch} | {a:.0f} | {t:.0f} | {b:.0f} | **{b / a:.2f}x** | **{b / t:.2f}x** "
+            f"| {'yes' if same else 'NO'} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

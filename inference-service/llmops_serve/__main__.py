@@ -89,6 +89,9 @@ class DrainingServer(uvicorn.Server):
 def serve(settings: Settings) -> int:
     app = create_app(settings)
     state: State = app.state.llmops
+    # loop and http stay "auto": uvicorn takes uvloop and httptools (both in the serve extra), which
+    # leave the engine thread more of the GIL than asyncio and the pure-Python h11 (they raised tokens/s
+    # at concurrency 16 by about a fifth; docs/benchmarks-serve.md).
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -96,6 +99,12 @@ def serve(settings: Settings) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
+    )
+    config.load()
+    log.info(
+        "http %s, event loop %s",
+        config.http_protocol_class.__module__.rsplit(".", 1)[-1],
+        config.get_loop_factory().__module__.split(".", 1)[0],
     )
     server = DrainingServer(config, state, settings.drain_timeout)
     app.state.on_load_failure = server.fail

@@ -35,6 +35,15 @@ from llmops_serve.sampling import Logprob, RowState, SamplingParams, choose, pro
 log = logging.getLogger("llmops_serve.engine")
 
 
+# A CPU decode step with fewer multiply-adds than this (rows x every linear's weights) runs on one intra-op
+# thread. Its ~100 small ops each wake the sleeping OpenMP workers (the server runs them passive,
+# see __main__), and below this size the wake-ups cost more than the second core gives; one thread
+# also leaves a core to the event loop. Measured with bench/serve_engine.py: the 4.5M model at batch
+# 16 (67M) is faster serial, at batch 24 (100M) even; the 99.9M model gains from two threads at
+# batch 4 (340M). Prefill keeps every thread (its GEMMs are large).
+SERIAL_DECODE_MACS = 80_000_000
+
+
 class QueueFullError(Exception):
     """The waiting queue is at --max-queue."""
 
@@ -106,6 +115,7 @@ class Engine:
         max_prefill_tokens: int = 4096,
         max_model_len: int = 2048,
         metrics: Metrics | None = None,
+        serial_decode_macs: int = SERIAL_DECODE_MACS,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -118,6 +128,8 @@ class Engine:
         self.kv_budget = max_tokens_in_flight or max_batch_size * max_model_len
         self.metrics = metrics
         self.lean = lean_for(model)  # fused fp32 CPU Llamas: prefill and decode without transformers' forward
+        macs = sum(m.in_features * m.out_features for m in model.modules() if hasattr(m, "out_features"))
+        self.serial_rows = serial_decode_macs // max(1, macs) if self.device.type == "cpu" else 0
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.waiting: collections.deque[Sequence] = collections.deque()
@@ -337,17 +349,13 @@ class Engine:
         ).unbind()
         ones = torch.ones(len(self.running), 1, dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, ones], dim=1)
-        if self.lean is not None:
-            logits = self.lean.decode(ids, positions, self.mask.bool(), self.cache)
-        else:
-            out = self.model(
-                input_ids=ids[:, None],
-                attention_mask=self.mask,
-                position_ids=positions[:, None],
-                past_key_values=self.cache,
-                use_cache=True,
-            )
-            self.cache, logits = out.past_key_values, out.logits[:, -1, :]
+        threads = torch.get_num_threads()
+        if len(self.running) <= self.serial_rows:
+            torch.set_num_threads(1)
+        try:
+            logits = self._decode_forward(ids, positions)
+        finally:
+            torch.set_num_threads(threads)
         self._step_tokens += len(self.running)
         greedy = logits.argmax(dim=-1).tolist()
         for i, seq in enumerate(self.running):
@@ -358,6 +366,19 @@ class Engine:
             except Exception as exc:  # this row's own failure: only its request sees it
                 log.exception("sampling failed request_id=%s", seq.request_id)
                 self._finish(seq, "error", error=f"sampling failed: {exc}")
+
+    def _decode_forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        if self.lean is not None:
+            return self.lean.decode(ids, positions, self.mask.bool(), self.cache)
+        out = self.model(
+            input_ids=ids[:, None],
+            attention_mask=self.mask,
+            position_ids=positions[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.cache = out.past_key_values
+        return out.logits[:, -1, :]
 
     def _accept(self, seq: Sequence, token: int, logits: torch.Tensor) -> bool:
         """Record a sampled token, send it (text, id, logprobs), and finish the sequence if it is done."""

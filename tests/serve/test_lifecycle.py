@@ -87,6 +87,8 @@ def test_sigterm_drains_in_flight_requests(tiny_model, tmp_path):
     records = [json.loads(ln) for ln in lines if ln.startswith("{")]
     assert any(r.get("request_id") and r.get("status") == 200 for r in records)
     assert "file-key" not in log_path.read_text()
+    # the serve extra's fast HTTP parser and event loop, not h11 and asyncio's (docs/benchmarks-serve.md)
+    assert any(r.get("msg") == "http httptools_impl, event loop uvloop" for r in records), records[:5]
 
 
 def test_load_failure_exits_nonzero(tmp_path):

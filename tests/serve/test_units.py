@@ -180,6 +180,56 @@ def test_engine_token_budget_and_batch_limit(tiny_model):
     loop.close()
 
 
+def test_small_decode_steps_run_on_one_thread_with_the_same_tokens(tiny_model):
+    """A decode step under the multiply-add threshold runs on one intra-op thread (the engine's
+    SERIAL_DECODE_MACS); bigger batches and prefills keep every thread; the tokens are the same."""
+    import asyncio
+
+    import torch
+
+    from llmops_serve.engine import Engine, SamplingParams, Sequence
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    macs = sum(m.in_features * m.out_features for m in model.modules() if hasattr(m, "out_features"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    outputs = {}
+    try:
+        for limit in (0, 2 * macs):  # 0: never serial; 2 rows' worth: serial up to 2 rows
+            engine = Engine(model, tok, max_batch_size=4, serial_decode_macs=limit)
+            assert engine.serial_rows == (2 if limit else 0)
+            seen: list[tuple[int, int]] = []
+            forward = engine._decode_forward
+
+            def spy(ids, positions, forward=forward, seen=seen):
+                seen.append((len(ids), torch.get_num_threads()))
+                return forward(ids, positions)
+
+            engine._decode_forward = spy
+            loop = asyncio.new_event_loop()
+            seqs = [
+                Sequence(
+                    tok(p)["input_ids"],
+                    SamplingParams(max_tokens=n, temperature=0, ignore_eos=True),
+                    loop,
+                    asyncio.Queue(),
+                )
+                for p, n in (("The fox", 6), ("A dog", 6), ("One", 3))
+            ]
+            engine.submit(seqs)
+            while engine.num_running or engine.num_waiting:
+                engine.step()
+            loop.close()
+            outputs[limit] = [s.output_ids for s in seqs]
+            assert torch.get_num_threads() == 2  # restored after every step
+            want = {rows: 1 if rows <= engine.serial_rows else 2 for rows, _ in seen}
+            assert dict(seen) == want and {3, 2} <= set(want), seen
+    finally:
+        torch.set_num_threads(before)
+    assert outputs[0] == outputs[2 * macs]
+
+
 @pytest.mark.parametrize(
     "body",
     [
