@@ -165,10 +165,17 @@ async def stalled(
         events.post(body, reason, message, warning=True)
 
 
+def spec_moved_on(body: dict[str, Any]) -> bool:
+    """A parent we reconciled before (it has our status) whose spec has changed since: an update made
+    while the operator was down, or one a child's event reached before kopf's update handler did."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed is not None and observed != (body.get("metadata") or {}).get("generation")
+
+
 def announce(body: dict[str, Any], actions: dict[str, str], spec_changed: bool) -> None:
     """Events for the children this pass created, updated (spec change) or repaired (drift: edited,
     or deleted and made again, after the parent's first pass)."""
-    repair = not spec_changed
+    repair = not (spec_changed or spec_moved_on(body))
     for verb in ("created", "updated", "deleted"):
         done = [k for k, a in actions.items() if a == verb]
         if not done:

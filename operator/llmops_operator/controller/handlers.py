@@ -117,7 +117,7 @@ async def parent_event(event: dict[str, Any], **_: Any) -> None:
 
 @kopf.on.create(GROUP, VERSION, "trainingjobs", id="create-trainingjob", registry=REGISTRY)
 async def training_created(body: kopf.Body, **_: Any) -> None:
-    await handle(body, reconcile_training, spec_changed=kopfstate.changed_while_down(body))
+    await handle(body, reconcile_training)
 
 
 @kopf.on.update(GROUP, VERSION, "trainingjobs", id="update-trainingjob", registry=REGISTRY)
@@ -127,7 +127,7 @@ async def training_updated(body: kopf.Body, **_: Any) -> None:
 
 @kopf.on.create(GROUP, VERSION, "inferenceendpoints", id="create-inferenceendpoint", registry=REGISTRY)
 async def endpoint_created(body: kopf.Body, **_: Any) -> None:
-    await handle(body, inference.reconcile, spec_changed=kopfstate.changed_while_down(body))
+    await handle(body, inference.reconcile)
 
 
 @kopf.on.update(GROUP, VERSION, "inferenceendpoints", id="update-inferenceendpoint", registry=REGISTRY)

@@ -5,8 +5,8 @@ as annotations: one PATCH of every parent after its first pass, and one more wat
 real API server at N = 500 + 500 parents that was 1,000 of the operator's ~8,100 writes
 (docs/benchmarks-operator.md). Neither has to outlive the process here: every parent handler runs the
 same idempotent pass, so an operator that restarts reconciles each parent once more (kopf calls that
-"create" where it would have said "resume"), and ``status.observedGeneration`` still tells whether the
-spec changed while it was down (:func:`changed_while_down`).
+"create" where it would have said "resume"); whether the spec changed meanwhile is read from
+``status.observedGeneration`` (``common.announce``), whichever trigger runs the pass.
 
 Retries keep kopf's annotation storage for handler progress: kopf wakes a delayed retry by touching
 the object, so that record has to live on it. Only the marker, written on every first pass, is left
@@ -44,9 +44,3 @@ def forget(uid: str | None) -> None:
 
 def clear() -> None:
     _bases.clear()
-
-
-def changed_while_down(body: dict[str, Any]) -> bool:
-    """A parent we reconciled before (it has our status) whose spec has moved on since."""
-    observed = (body.get("status") or {}).get("observedGeneration")
-    return observed is not None and observed != (body.get("metadata") or {}).get("generation")
