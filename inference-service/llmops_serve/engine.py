@@ -35,10 +35,10 @@ from llmops_serve.sampling import Logprob, RowState, SamplingParams, choose, pro
 log = logging.getLogger("llmops_serve.engine")
 
 
-# A CPU decode step with fewer multiply-adds than this (rows x every linear's weights) runs on one intra-op
-# thread. Its ~100 small ops each wake the sleeping OpenMP workers (the server runs them passive,
-# see __main__), and below this size the wake-ups cost more than the second core gives; one thread
-# also leaves a core to the event loop. Measured with bench/serve_engine.py: the 4.5M model at batch
+# A CPU decode step with fewer multiply-adds than this (rows x every linear's weights) runs on one
+# intra-op thread. Its ~100 small ops each wake the sleeping OpenMP workers (the server runs them
+# passive, see __main__), and below this size the wake-ups cost more than the second core gives; one
+# thread also leaves a core to the event loop. Measured with bench/serve_engine.py: the 4.5M model at batch
 # 16 (67M) is faster serial, at batch 24 (100M) even; the 99.9M model gains from two threads at
 # batch 4 (340M). Prefill keeps every thread (its GEMMs are large).
 SERIAL_DECODE_MACS = 80_000_000

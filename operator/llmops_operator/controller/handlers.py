@@ -1,9 +1,9 @@
 """Every kopf handler, registered in one place on one explicit registry.
 
-kopf drives the parents (create, update; after a restart each parent is "created" once more); our informers drive the children; a background
-task runs the periodic pass. All of them end in the two passes, ``training.reconcile`` and
-``inference.reconcile``; this module is the only one that knows both, so an endpoint waiting for a
-TrainingJob's model is reconciled here when that job succeeds.
+kopf drives the parents (create, update; after a restart every parent is "created" once more); our
+informers drive the children; a background task runs the periodic pass. All of them end in the two
+passes, ``training.reconcile`` and ``inference.reconcile``; this module is the only one that knows
+both, so an endpoint waiting for a TrainingJob's model is reconciled here when that job succeeds.
 """
 
 from __future__ import annotations
