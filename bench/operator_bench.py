@@ -21,6 +21,8 @@ Baseline there: the parents created first (untimed, no operator running), then t
 POSTed concurrently with admin credentials. Operator: ``llmops operator run --namespace NS`` in a
 subprocess (kubeconfig credentials), the parents POSTed, the clock stopped when every child exists
 (counted with ``limit=1`` lists' ``remainingItemCount``) and every parent says Stalled=False.
+With ``BENCH_VERBOSE=1`` it also prints the API server's requests during the operator's side, by verb
+and resource (``apiserver_request_total`` from its ``/metrics``, read before and after).
 """
 
 # ruff: noqa: E402
@@ -36,9 +38,11 @@ import argparse
 import asyncio
 import collections
 import json
+import re
 import resource
 import subprocess
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -54,6 +58,7 @@ from llmops_core import api
 from llmops_core.config import OperatorConfig
 from llmops_operator import render
 from llmops_operator.controller import children, kube
+from llmops_operator.controller.connection import ssl_context
 
 NS = "default"
 
@@ -305,6 +310,23 @@ async def delete_namespace(ns: str, timeout: float = 900) -> None:
         await asyncio.sleep(2)
 
 
+def api_requests() -> collections.Counter[str]:
+    """The API server's requests served so far, by "VERB resource[/subresource]" (its /metrics)."""
+    conn = kube.from_environment()
+    request = urllib.request.Request(conn.server.rstrip("/") + "/metrics")
+    if conn.token:
+        request.add_header("Authorization", f"Bearer {conn.token}")
+    with urllib.request.urlopen(request, timeout=60, context=ssl_context(conn)) as resp:
+        text = resp.read().decode()
+    counts: collections.Counter[str] = collections.Counter()
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
+            what = "/".join(x for x in (labels.get("resource"), labels.get("subresource")) if x)
+            counts[f"{labels.get('verb')} {what}"] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
 async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float, int, int, dict[str, float]]:
     kube.configure(kube.from_environment())
     ns = await real_namespace()
@@ -315,8 +337,10 @@ async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float,
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("cli", "operator"))}
     argv = [sys.executable, "-m", "llmops", "operator", "run", f"--namespace={ns}", "--log-format=plain"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    verbose = bool(os.environ.get("BENCH_VERBOSE"))
     try:
         await asyncio.sleep(5)  # kopf starts its watches
+        served = await asyncio.to_thread(api_requests) if verbose else collections.Counter()
         cpu0, op_cpu0 = _cpu(), _cpu(proc.pid)
         t0 = time.perf_counter()
         await gather_limited(
@@ -350,8 +374,11 @@ async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float,
         elapsed = time.perf_counter() - t0
         cpu = {"emulator_cpu_s": _cpu() - cpu0, "operator_cpu_s": _cpu(proc.pid) - op_cpu0}
         rss = peak_rss_kib(proc.pid)
-        if os.environ.get("BENCH_VERBOSE"):
+        if verbose:
             print(f"children {kids_at:.1f}s, status {elapsed:.1f}s", file=sys.stderr)
+            served = await asyncio.to_thread(api_requests) - served
+            top = ", ".join(f"{what} {n}" for what, n in served.most_common(25))
+            print(f"API requests: {sum(served.values())} in all; {top}", file=sys.stderr)
     finally:
         proc.terminate()
         await asyncio.to_thread(proc.wait)
