@@ -42,7 +42,6 @@ import re
 import resource
 import subprocess
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -58,7 +57,7 @@ from llmops_core import api
 from llmops_core.config import OperatorConfig
 from llmops_operator import render
 from llmops_operator.controller import children, kube
-from llmops_operator.controller.connection import ssl_context
+from llmops_operator.controller.connection import open_url
 
 NS = "default"
 
@@ -312,11 +311,7 @@ async def delete_namespace(ns: str, timeout: float = 900) -> None:
 
 def api_requests() -> collections.Counter[str]:
     """The API server's requests served so far, by "VERB resource[/subresource]" (its /metrics)."""
-    conn = kube.from_environment()
-    request = urllib.request.Request(conn.server.rstrip("/") + "/metrics")
-    if conn.token:
-        request.add_header("Authorization", f"Bearer {conn.token}")
-    with urllib.request.urlopen(request, timeout=60, context=ssl_context(conn)) as resp:
+    with open_url(kube.from_environment(), "/metrics", timeout=60) as resp:
         text = resp.read().decode()
     counts: collections.Counter[str] = collections.Counter()
     for line in text.splitlines():

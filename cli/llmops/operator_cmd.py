@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,13 +18,10 @@ if TYPE_CHECKING:
 
 def preflight(conn: Connection, timeout: float = 5.0) -> None:
     """One request to the API server: kopf would otherwise retry an unreachable one forever."""
-    from llmops_operator.controller.connection import ssl_context
+    from llmops_operator.controller.connection import open_url
 
-    request = urllib.request.Request(conn.server.rstrip("/") + "/version")
-    if conn.token:
-        request.add_header("Authorization", f"Bearer {conn.token}")
     try:
-        urllib.request.urlopen(request, timeout=timeout, context=ssl_context(conn)).close()
+        open_url(conn, "/version", timeout).close()
     except urllib.error.HTTPError:
         return  # it answered (e.g. 401/403 on /version): kopf reports auth problems itself
     except (OSError, ValueError) as e:

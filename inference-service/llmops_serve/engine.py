@@ -349,13 +349,15 @@ class Engine:
         ).unbind()
         ones = torch.ones(len(self.running), 1, dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, ones], dim=1)
-        threads = torch.get_num_threads()
-        if len(self.running) <= self.serial_rows:
-            torch.set_num_threads(1)
-        try:
+        if len(self.running) > self.serial_rows:
             logits = self._decode_forward(ids, positions)
-        finally:
-            torch.set_num_threads(threads)
+        else:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                logits = self._decode_forward(ids, positions)
+            finally:
+                torch.set_num_threads(threads)
         self._step_tokens += len(self.running)
         greedy = logits.argmax(dim=-1).tolist()
         for i, seq in enumerate(self.running):

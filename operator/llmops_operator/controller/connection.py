@@ -23,6 +23,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,15 @@ def ssl_context(conn: Connection) -> ssl.SSLContext | None:
     if conn.insecure:
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     return ctx
+
+
+def open_url(conn: Connection, path: str, timeout: float) -> Any:
+    """A plain GET of ``path`` with ``conn``'s credentials (urllib: for one-off requests made outside
+    the operator's event loop, like the CLI's reachability check); raises urllib's errors."""
+    request = urllib.request.Request(conn.server.rstrip("/") + path)
+    if conn.token:
+        request.add_header("Authorization", f"Bearer {conn.token}")
+    return urllib.request.urlopen(request, timeout=timeout, context=ssl_context(conn))
 
 
 def _file(entry: dict[str, Any], field: str, base: Path) -> str | None:

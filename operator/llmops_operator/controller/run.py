@@ -25,7 +25,8 @@ def tune_gc() -> None:
     body and patches in reference cycles, which only a collection frees, so the young generation is
     not made larger still: at 2,000 + 2,000 parents (``bench/operator_bench.py``, emulator) the
     operator peaked at 220-228 MiB with 2,000, 233 MiB with 5,000 and 239-249 MiB with 10,000, for
-    the same CPU (47-55 s in each run); with 700, 58.6 s. The caches hold bytes, which the collector does not track.
+    the same CPU (47-55 s in each run); with 700, 58.6 s. The caches hold bytes, which the collector
+    does not track.
     """
     gc.freeze()
     gc.set_threshold(2_000, 10, 10)
