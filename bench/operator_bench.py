@@ -20,8 +20,9 @@ With ``--kubeconfig PATH`` the same runs against a real API server instead (the 
 Baseline there: the parents created first (untimed, no operator running), then their rendered children
 POSTed concurrently with admin credentials. Operator: ``llmops operator run --namespace NS`` in a
 subprocess (kubeconfig credentials), the parents POSTed, the clock stopped when every child exists
-(counted with ``limit=1`` lists' ``remainingItemCount``) and every parent says Stalled=False.
-With ``BENCH_VERBOSE=1`` it also prints the API server's requests during the operator's side, by verb
+(counted with ``limit=1`` lists' ``remainingItemCount``) and every parent says Stalled=False (seen
+on a watch of the parents: listing them all each second would load the server under test).
+With ``BENCH_VERBOSE=1`` it also prints the API server's requests during each side's clock, by verb
 and resource (``apiserver_request_total`` from its ``/metrics``, read before and after).
 """
 
@@ -285,9 +286,11 @@ async def real_baseline(n: int) -> tuple[float, float]:
         )
         config = OperatorConfig.load()
         kids = [children.adopt(c, p) for p in made for c in render.render(api.load(p), config)]
+        served = await served_since()
         t0, cpu0 = time.perf_counter(), _cpu()
         await gather_limited(kube.create(children.url_of(c, named=False), c) for c in kids)
         elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
+        await served_since(served, "baseline")
     finally:
         await delete_namespace(ns)
         await kube.close()
@@ -322,6 +325,43 @@ def api_requests() -> collections.Counter[str]:
     return counts
 
 
+async def served_since(
+    before: collections.Counter[str] | None = None, side: str = ""
+) -> collections.Counter[str] | None:
+    """With BENCH_VERBOSE: the API server's request counts now; given ``before``, print what a side
+    made the server serve since then (its own requests and the controllers' work they caused)."""
+    if not os.environ.get("BENCH_VERBOSE"):
+        return None
+    now = await asyncio.to_thread(api_requests)
+    if before is not None:
+        served = now - before
+        top = ", ".join(f"{what} {n}" for what, n in served.most_common(30))
+        print(f"{side}: API requests {sum(served.values())} in all; {top}", file=sys.stderr)
+    return now
+
+
+def stalled_false(obj: dict) -> bool:
+    conds = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Stalled" and c.get("status") == "False" for c in conds)
+
+
+async def track_parents(ns: str, rv: str, done: set[tuple[str, str]]) -> None:
+    """Add each parent to ``done`` once it says Stalled=False, from one watch per kind.
+
+    A watch costs the API server one encoding per event; listing every parent each second would cost
+    thousands of objects' encoding per poll, load the server under test and slow both sides of it.
+    """
+
+    async def one(plural: str) -> None:
+        url = f"/apis/llmops.dev/v1alpha1/namespaces/{ns}/{plural}"
+        async for ev in kube.watch(url, rv, None, timeout=3600):
+            obj = ev.get("object") or {}
+            if ev.get("type") in ("ADDED", "MODIFIED") and stalled_false(obj):
+                done.add((plural, obj["metadata"]["name"]))
+
+    await asyncio.gather(one("trainingjobs"), one("inferenceendpoints"))
+
+
 async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float, int, int, dict[str, float]]:
     kube.configure(kube.from_environment())
     ns = await real_namespace()
@@ -332,49 +372,35 @@ async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float,
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("cli", "operator"))}
     argv = [sys.executable, "-m", "llmops", "operator", "run", f"--namespace={ns}", "--log-format=plain"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    verbose = bool(os.environ.get("BENCH_VERBOSE"))
+    done: set[tuple[str, str]] = set()
+    _, rv = await kube.list_page(f"/apis/llmops.dev/v1alpha1/namespaces/{ns}/trainingjobs")
+    tracker = asyncio.create_task(track_parents(ns, rv, done))
     try:
         await asyncio.sleep(5)  # kopf starts its watches
-        served = await asyncio.to_thread(api_requests) if verbose else collections.Counter()
+        served = await served_since()
         cpu0, op_cpu0 = _cpu(), _cpu(proc.pid)
         t0 = time.perf_counter()
         await gather_limited(
             kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), ns), d) for d in docs
         )
-        made = 0
-        while True:
+        made, kids_at = 0, None
+        while kids_at is None or len(done) < len(docs):
+            if tracker.done():
+                tracker.result()  # the watch failed: say why
             if time.perf_counter() - t0 > timeout:
-                raise TimeoutError(f"{made}/{expected} children")
-            made = sum([await count(*k, ns) - before[k] for k in kinds])
-            if made >= expected:
-                break
-            await asyncio.sleep(1)
-        kids_at = time.perf_counter() - t0
-        while True:
-            done = 0
-            for plural in ("trainingjobs", "inferenceendpoints"):
-                out = await kube.request("GET", f"/apis/llmops.dev/v1alpha1/namespaces/{ns}/{plural}")
-                done += sum(
-                    any(
-                        c.get("type") == "Stalled" and c.get("status") == "False"
-                        for c in (o.get("status") or {}).get("conditions") or []
-                    )
-                    for o in out["items"]
-                )
-            if done >= len(docs):
-                break
-            if time.perf_counter() - t0 > timeout:
-                raise TimeoutError(f"{done}/{len(docs)} parents reconciled")
-            await asyncio.sleep(1)
+                raise TimeoutError(f"{made}/{expected} children, {len(done)}/{len(docs)} parents reconciled")
+            if kids_at is None:
+                made = sum([await count(*k, ns) - before[k] for k in kinds])
+                kids_at = time.perf_counter() - t0 if made >= expected else None
+            await asyncio.sleep(0.2 if kids_at is not None else 1)
         elapsed = time.perf_counter() - t0
         cpu = {"emulator_cpu_s": _cpu() - cpu0, "operator_cpu_s": _cpu(proc.pid) - op_cpu0}
         rss = peak_rss_kib(proc.pid)
-        if verbose:
-            print(f"children {kids_at:.1f}s, status {elapsed:.1f}s", file=sys.stderr)
-            served = await asyncio.to_thread(api_requests) - served
-            top = ", ".join(f"{what} {n}" for what, n in served.most_common(25))
-            print(f"API requests: {sum(served.values())} in all; {top}", file=sys.stderr)
+        if served is not None:
+            print(f"operator: children {kids_at:.1f}s, status {elapsed:.1f}s", file=sys.stderr)
+        await served_since(served, "operator")
     finally:
+        tracker.cancel()
         proc.terminate()
         await asyncio.to_thread(proc.wait)
         await delete_namespace(ns, timeout=0 if last else 900)  # nothing is measured after the last

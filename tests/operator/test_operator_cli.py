@@ -63,3 +63,21 @@ def test_the_operator_process_tunes_the_garbage_collector():
         [sys.executable, "-c", code], env={"PYTHONPATH": env_path}, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "(2000, 10, 10) True ['a']"
+
+
+def test_kopf_lines_per_handler_only_with_verbose():
+    """kopf's "Handler ... succeeded" (a line per watch event) is dropped unless --verbose; its warnings stay."""
+    code = (
+        "import logging, kopf\n"
+        "from llmops_operator.controller import run\n"
+        "kopf.run = lambda **kw: None\n"
+        "for verbose in (False, True):\n"
+        "    run.run(namespaces=['a'], verbose=verbose)\n"
+        "    objects = logging.getLogger('kopf.objects')\n"
+        "    print(objects.isEnabledFor(logging.INFO), objects.isEnabledFor(logging.WARNING))\n"
+    )
+    env_path = f"{ROOT / 'cli'}:{ROOT / 'operator'}"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={"PYTHONPATH": env_path}, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True", "True", "True"]
