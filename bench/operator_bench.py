@@ -20,8 +20,8 @@ With ``--kubeconfig PATH`` the same runs against a real API server instead (the 
 Baseline there: the parents created first (untimed, no operator running), then their rendered children
 POSTed concurrently with admin credentials. Operator: ``llmops operator run --namespace NS`` in a
 subprocess (kubeconfig credentials), the parents POSTed, the clock stopped when every child exists
-(counted with ``limit=1`` lists' ``remainingItemCount``) and every parent says Stalled=False (seen
-on a watch of the parents: listing them all each second would load the server under test).
+and every parent says Stalled=False, both seen on watches (listing them all each second would load
+the server under test).
 With ``BENCH_VERBOSE=1`` it also prints the API server's requests during each side's clock, by verb
 and resource (``apiserver_request_total`` from its ``/metrics``, read before and after).
 """
@@ -44,6 +44,7 @@ import resource
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,12 +267,6 @@ async def gather_limited(coros, limit: int = 50) -> list:
     return await asyncio.gather(*(one(c) for c in coros))
 
 
-async def count(api_version: str, kind: str, ns: str) -> int:
-    """How many objects of a kind the namespace holds, from one item and remainingItemCount."""
-    out = await kube.request("GET", kube.path(api_version, kube.plural(kind), ns), params={"limit": "1"})
-    return len(out.get("items") or []) + int((out.get("metadata") or {}).get("remainingItemCount") or 0)
-
-
 def child_kinds(kids: list[dict]) -> collections.Counter[tuple[str, str]]:
     return collections.Counter((c["apiVersion"], c["kind"]) for c in kids)
 
@@ -345,36 +340,42 @@ def stalled_false(obj: dict) -> bool:
     return any(c.get("type") == "Stalled" and c.get("status") == "False" for c in conds)
 
 
-async def track_parents(ns: str, rv: str, done: set[tuple[str, str]]) -> None:
-    """Add each parent to ``done`` once it says Stalled=False, from one watch per kind.
+async def track(url: str, rv: str, seen: set[tuple[str, str]], wanted: Callable[[dict], bool]) -> None:
+    """Add (kind, name) of each object of ``url`` that ``wanted`` accepts to ``seen``, from a watch.
 
     A watch costs the API server one encoding per event; listing every parent each second would cost
-    thousands of objects' encoding per poll, load the server under test and slow both sides of it.
+    thousands of objects' encoding per poll and load the server under test. Counting children by
+    lists would also count what the namespace makes itself (its default ServiceAccount and CA
+    ConfigMap), which may land after a first count was taken.
     """
-
-    async def one(plural: str) -> None:
-        url = f"/apis/llmops.dev/v1alpha1/namespaces/{ns}/{plural}"
-        async for ev in kube.watch(url, rv, None, timeout=3600):
-            obj = ev.get("object") or {}
-            if ev.get("type") in ("ADDED", "MODIFIED") and stalled_false(obj):
-                done.add((plural, obj["metadata"]["name"]))
-
-    await asyncio.gather(one("trainingjobs"), one("inferenceendpoints"))
+    async for ev in kube.watch(url, rv, None, timeout=3600):
+        obj = ev.get("object") or {}
+        if ev.get("type") in ("ADDED", "MODIFIED") and wanted(obj):
+            seen.add((obj.get("kind", ""), obj["metadata"]["name"]))
 
 
 async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float, int, int, dict[str, float]]:
     kube.configure(kube.from_environment())
     ns = await real_namespace()
     docs = real_parents(n, ns)
-    kinds = child_kinds(rendered_children([{**d, "metadata": {**d["metadata"], "uid": "x"}} for d in docs]))
-    expected = sum(kinds.values())
-    before = {k: await count(*k, ns) for k in kinds}  # e.g. the namespace's default ServiceAccount
+    rendered = rendered_children([{**d, "metadata": {**d["metadata"], "uid": "x"}} for d in docs])
+    expected = {(c["kind"], c["metadata"]["name"]) for c in rendered}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("cli", "operator"))}
     argv = [sys.executable, "-m", "llmops", "operator", "run", f"--namespace={ns}", "--log-format=plain"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids: set[tuple[str, str]] = set()
     done: set[tuple[str, str]] = set()
-    _, rv = await kube.list_page(f"/apis/llmops.dev/v1alpha1/namespaces/{ns}/trainingjobs")
-    tracker = asyncio.create_task(track_parents(ns, rv, done))
+    _, rv = await kube.list_page(kube.path("v1", "configmaps", ns))
+
+    def ours(obj: dict) -> bool:
+        return (obj.get("kind"), obj["metadata"]["name"]) in expected
+
+    parent_kinds = {(d["apiVersion"], d["kind"]) for d in docs}
+    trackers = [
+        asyncio.create_task(track(kube.path(av, kube.plural(kind), ns), rv, seen, wanted))
+        for kinds, seen, wanted in ((parent_kinds, done, stalled_false), (child_kinds(rendered), kids, ours))
+        for av, kind in kinds
+    ]
     try:
         await asyncio.sleep(5)  # kopf starts its watches
         served = await served_since()
@@ -383,29 +384,33 @@ async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float,
         await gather_limited(
             kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), ns), d) for d in docs
         )
-        made, kids_at = 0, None
-        while kids_at is None or len(done) < len(docs):
-            if tracker.done():
-                tracker.result()  # the watch failed: say why
+        kids_at = None
+        while len(kids) < len(expected) or len(done) < len(docs):
+            for t in trackers:
+                if t.done():
+                    t.result()  # a watch failed: say why
             if time.perf_counter() - t0 > timeout:
-                raise TimeoutError(f"{made}/{expected} children, {len(done)}/{len(docs)} parents reconciled")
-            if kids_at is None:
-                made = sum([await count(*k, ns) - before[k] for k in kinds])
-                kids_at = time.perf_counter() - t0 if made >= expected else None
-            await asyncio.sleep(0.2 if kids_at is not None else 1)
+                raise TimeoutError(
+                    f"{len(kids)}/{len(expected)} children, {len(done)}/{len(docs)} parents reconciled"
+                )
+            if kids_at is None and len(kids) >= len(expected):
+                kids_at = time.perf_counter() - t0
+            await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - t0
+        kids_at = kids_at or elapsed
         cpu = {"emulator_cpu_s": _cpu() - cpu0, "operator_cpu_s": _cpu(proc.pid) - op_cpu0}
         rss = peak_rss_kib(proc.pid)
         if served is not None:
             print(f"operator: children {kids_at:.1f}s, status {elapsed:.1f}s", file=sys.stderr)
         await served_since(served, "operator")
     finally:
-        tracker.cancel()
+        for t in trackers:
+            t.cancel()
         proc.terminate()
         await asyncio.to_thread(proc.wait)
         await delete_namespace(ns, timeout=0 if last else 900)  # nothing is measured after the last
         await kube.close()
-    return elapsed, rss, expected, cpu
+    return elapsed, rss, len(expected), cpu
 
 
 # The operator against the emulator, in a process that imports what the operator does and not the
