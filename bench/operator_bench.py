@@ -389,6 +389,7 @@ async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float,
             for t in trackers:
                 if t.done():
                     t.result()  # a watch failed: say why
+                    raise RuntimeError("a watch ended before the run converged")
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError(
                     f"{len(kids)}/{len(expected)} children, {len(done)}/{len(docs)} parents reconciled"

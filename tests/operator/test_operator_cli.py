@@ -33,13 +33,18 @@ def test_needs_a_scope():
     assert result.exit_code == 2
 
 
-def test_the_cli_does_not_import_kopf_until_the_operator_runs():
-    code = "import sys, llmops.main; print('kopf' in sys.modules, 'kubernetes' in sys.modules)"
+def python(code: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter that sees only the CLI and the operator."""
     env_path = f"{ROOT / 'cli'}:{ROOT / 'operator'}"
     out = subprocess.run(
         [sys.executable, "-c", code], env={"PYTHONPATH": env_path}, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "False False"
+    return out.stdout
+
+
+def test_the_cli_does_not_import_kopf_until_the_operator_runs():
+    code = "import sys, llmops.main; print('kopf' in sys.modules, 'kubernetes' in sys.modules)"
+    assert python(code).strip() == "False False"
 
 
 def test_settings_keep_retries_under_our_prefix_the_diff_base_in_memory_and_post_events():
@@ -58,11 +63,7 @@ def test_the_operator_process_tunes_the_garbage_collector():
         "kopf.run = lambda **kw: print(gc.get_threshold(), gc.get_freeze_count() > 1000, sorted(kw['namespaces']))\n"
         "run.run(namespaces=['a'])\n"
     )
-    env_path = f"{ROOT / 'cli'}:{ROOT / 'operator'}"
-    out = subprocess.run(
-        [sys.executable, "-c", code], env={"PYTHONPATH": env_path}, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "(2000, 10, 10) True ['a']"
+    assert python(code).strip() == "(2000, 10, 10) True ['a']"
 
 
 def test_kopf_lines_per_handler_only_with_verbose():
@@ -76,8 +77,4 @@ def test_kopf_lines_per_handler_only_with_verbose():
         "    objects = logging.getLogger('kopf.objects')\n"
         "    print(objects.isEnabledFor(logging.INFO), objects.isEnabledFor(logging.WARNING))\n"
     )
-    env_path = f"{ROOT / 'cli'}:{ROOT / 'operator'}"
-    out = subprocess.run(
-        [sys.executable, "-c", code], env={"PYTHONPATH": env_path}, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.split() == ["False", "True", "True", "True"]
+    assert python(code).split() == ["False", "True", "True", "True"]
