@@ -248,6 +248,28 @@ async def test_a_relist_after_a_gap_reports_children_deleted_meanwhile(monkeypat
     cache.clear()
 
 
+async def test_a_relist_keeps_children_created_while_it_was_in_flight(monkeypatch):
+    """A pass that creates a child during the list caches it; the list may not show it yet, and it
+    must not be taken for deleted (each would cost a pass, a 409 and a GET)."""
+    cache.clear()
+    new = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "new"}}
+
+    async def list_page(url, selector):
+        cache.remember(new)  # created by a pass while the list was in flight
+        return [], "43"
+
+    monkeypatch.setattr(kube, "list_page", list_page)
+    changed = []
+
+    async def on_change(obj):
+        changed.append(obj["metadata"]["name"])
+
+    assert await informer._relist("v1", "configmaps", "ConfigMap", None, on_change) == "43"
+    assert changed == []
+    assert cache.seen("v1", "ConfigMap", "ns", "new") is not None
+    cache.clear()
+
+
 def _pod(name, uid, phase, code=None, reason=None, message=None):
     state = (
         {"terminated": {"exitCode": code, "reason": reason, "message": message}} if code is not None else {}
