@@ -197,7 +197,7 @@ def test_v1_request_metrics_move(server):
     assert moved['vllm:request_success_total{finished_reason="stop"'] == 0
     for name in VLLM_SERIES[9:18]:
         assert moved[name] == (8 if "inter_token" in name else 1), name
-    assert moved["vllm:iteration_tokens_total_count"] == 8  # the first step prefills and decodes
+    assert moved["vllm:iteration_tokens_total_count"] == 9  # a prefill step, then 8 decode steps
     assert metric(server, "vllm:iteration_tokens_total_sum") - iteration_sum == r.usage.prompt_tokens + 8
     sums = {
         n: metric(server, n) for n in ("vllm:request_prompt_tokens_sum", "vllm:request_generation_tokens_sum")

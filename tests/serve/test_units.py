@@ -171,12 +171,56 @@ def test_engine_token_budget_and_batch_limit(tiny_model):
     engine.submit(seqs)
     engine.step()
     assert (engine.num_running, engine.num_waiting) == (2, 2)  # 2 x (2 + 30) = 64; a third would exceed 70
-    for _ in range(29):
+    while not all(s.finished for s in seqs[:2]):
+        assert engine.num_waiting == 2  # no room until they leave
         engine.step()
-    assert all(s.finished for s in seqs[:2]) and engine.num_waiting == 0 and engine.num_running == 2
+    engine.step()
+    assert engine.num_waiting == 0 and engine.num_running == 2
     while engine.num_running:
         engine.step()
     assert [len(s.output_ids) for s in seqs] == [30, 30, 5, 5]
+    loop.close()
+
+
+def test_prefill_first_unless_the_prefill_budget_splits_it(tiny_model):
+    """A step that admits newcomers runs only their prefill (running rows take their next token in
+    the step after, together with them); when the prefill budget splits the newcomers, the running
+    rows decode in the same step as each part."""
+    import asyncio
+
+    from llmops_serve.engine import Engine, SamplingParams, Sequence
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    ids = tok("The fox")["input_ids"]
+    engine = Engine(model, tok, max_batch_size=8, max_prefill_tokens=2 * len(ids))
+    loop = asyncio.new_event_loop()
+
+    def seqs(k: int) -> list[Sequence]:
+        params = SamplingParams(max_tokens=20, temperature=0, ignore_eos=True)
+        return [Sequence(list(ids), params, loop, asyncio.Queue()) for _ in range(k)]
+
+    def tokens(group: list[Sequence]) -> list[int]:
+        return [len(s.output_ids) for s in group]
+
+    a = seqs(1)
+    engine.submit(a)
+    engine.step()
+    assert tokens(a) == [1]  # prefill only
+    engine.step()
+    assert tokens(a) == [2]  # decode
+    b = seqs(2)
+    engine.submit(b)
+    engine.step()
+    assert tokens(a) == [2] and tokens(b) == [1, 1]  # the newcomers' prefill alone: a waits
+    engine.step()
+    assert tokens(a + b) == [3, 2, 2]  # one decode for all
+    c = seqs(3)  # 3 prompts: over the budget of 2, so prefilled in two parts
+    engine.submit(c)
+    engine.step()
+    assert tokens(a + b + c) == [4, 3, 3, 2, 2, 0]  # a part, then one decode for all running
+    engine.step()
+    assert tokens(a + b + c) == [4, 3, 3, 2, 2, 1]  # the last part fits whole: prefill only
     loop.close()
 
 
