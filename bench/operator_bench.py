@@ -16,6 +16,12 @@ With ``--kubeconfig PATH`` the same runs against a real API server instead (the 
 ``llmops dev up --simulated --no-operator``, docs/e2e.md), each round in fresh namespaces:
 
     python bench/operator_bench.py --kubeconfig "$KUBECONFIG" --n 500 --repeat 1
+    python bench/operator_bench.py --simulated --n 2000 --repeat 3 --timeout 2400   # ~35 minutes
+
+``--simulated`` gives each side a fresh simulated cluster of its own (it stops a running one first and
+the last one at the end), so neither side meets the garbage collection or the controllers' backlog
+that the side before it left; without it, the sides share the cluster behind ``--kubeconfig`` and the
+benchmark waits up to 15 minutes for each side's namespace to be deleted.
 
 Baseline there: the parents created first (untimed, no operator running), then their rendered children
 POSTed concurrently with admin credentials. Operator: ``llmops operator run --namespace NS`` in a
@@ -271,7 +277,7 @@ def child_kinds(kids: list[dict]) -> collections.Counter[tuple[str, str]]:
     return collections.Counter((c["apiVersion"], c["kind"]) for c in kids)
 
 
-async def real_baseline(n: int) -> tuple[float, float]:
+async def real_baseline(n: int, cleanup: float | None) -> tuple[float, float]:
     kube.configure(kube.from_environment())
     ns = await real_namespace()
     try:
@@ -287,14 +293,16 @@ async def real_baseline(n: int) -> tuple[float, float]:
         elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
         await served_since(served, "baseline")
     finally:
-        await delete_namespace(ns)
+        if cleanup is not None:
+            await delete_namespace(ns, cleanup)
         await kube.close()
     return elapsed, cpu
 
 
-async def delete_namespace(ns: str, timeout: float = 900) -> None:
+async def delete_namespace(ns: str, timeout: float) -> None:
     """Delete and wait until it is gone (``timeout=0``: do not wait): the garbage collection of
-    thousands of objects would otherwise load the API server during the next measurement."""
+    thousands of objects would otherwise load the API server during the next measurement. Each
+    side's ``cleanup`` is this timeout, or None to leave the namespace to a cluster that goes next."""
     await kube.request("DELETE", f"/api/v1/namespaces/{ns}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -340,21 +348,32 @@ def stalled_false(obj: dict) -> bool:
     return any(c.get("type") == "Stalled" and c.get("status") == "False" for c in conds)
 
 
-async def track(url: str, rv: str, seen: set[tuple[str, str]], wanted: Callable[[dict], bool]) -> None:
+async def track(
+    url: str, kind: str, rv: str, seen: set[tuple[str, str]], wanted: Callable[[dict], bool]
+) -> None:
     """Add (kind, name) of each object of ``url`` that ``wanted`` accepts to ``seen``, from a watch.
 
     A watch costs the API server one encoding per event; listing every parent each second would cost
     thousands of objects' encoding per poll and load the server under test. Counting children by
     lists would also count what the namespace makes itself (its default ServiceAccount and CA
-    ConfigMap), which may land after a first count was taken.
+    ConfigMap), which may land after a first count was taken. A loaded API server closes a watcher
+    that falls behind: the watch resumes where it stopped, or lists once if that is too old (410).
     """
-    async for ev in kube.watch(url, rv, None, timeout=3600):
-        obj = ev.get("object") or {}
-        if ev.get("type") in ("ADDED", "MODIFIED") and wanted(obj):
-            seen.add((obj.get("kind", ""), obj["metadata"]["name"]))
+    while True:
+        try:
+            async for ev in kube.watch(url, rv, None, timeout=3600):
+                obj = ev.get("object") or {}
+                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                if ev.get("type") in ("ADDED", "MODIFIED") and wanted(obj):
+                    seen.add((kind, obj["metadata"]["name"]))
+        except kube.Gone:
+            items, rv = await kube.list_page(url)
+            seen.update((kind, obj["metadata"]["name"]) for obj in items if wanted({**obj, "kind": kind}))
 
 
-async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float, int, int, dict[str, float]]:
+async def real_with_operator(
+    n: int, timeout: float, cleanup: float | None
+) -> tuple[float, int, int, dict[str, float]]:
     kube.configure(kube.from_environment())
     ns = await real_namespace()
     docs = real_parents(n, ns)
@@ -372,7 +391,7 @@ async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float,
 
     parent_kinds = {(d["apiVersion"], d["kind"]) for d in docs}
     trackers = [
-        asyncio.create_task(track(kube.path(av, kube.plural(kind), ns), rv, seen, wanted))
+        asyncio.create_task(track(kube.path(av, kube.plural(kind), ns), kind, rv, seen, wanted))
         for kinds, seen, wanted in ((parent_kinds, done, stalled_false), (child_kinds(rendered), kids, ours))
         for av, kind in kinds
     ]
@@ -388,8 +407,7 @@ async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float,
         while len(kids) < len(expected) or len(done) < len(docs):
             for t in trackers:
                 if t.done():
-                    t.result()  # a watch failed: say why
-                    raise RuntimeError("a watch ended before the run converged")
+                    raise RuntimeError("a watch failed before the run converged") from t.exception()
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError(
                     f"{len(kids)}/{len(expected)} children, {len(done)}/{len(docs)} parents reconciled"
@@ -409,7 +427,8 @@ async def real_with_operator(n: int, timeout: float, last: bool) -> tuple[float,
             t.cancel()
         proc.terminate()
         await asyncio.to_thread(proc.wait)
-        await delete_namespace(ns, timeout=0 if last else 900)  # nothing is measured after the last
+        if cleanup is not None:
+            await delete_namespace(ns, cleanup)
         await kube.close()
     return elapsed, rss, len(expected), cpu
 
@@ -427,33 +446,72 @@ asyncio.run(run.operator(standalone=True))
 """
 
 
+def fresh_cluster(down_only: bool = False) -> str:
+    """Stop the simulated cluster, and unless ``down_only`` bring up a new one without our operator:
+    its kubeconfig path. Each side then starts from the same idle cluster: no garbage collection or
+    controller backlog left by the side before it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("cli", "operator"))}
+    dev = [sys.executable, "-m", "llmops", "dev"]
+    subprocess.run([*dev, "down", "--simulated"], env=env, check=True, capture_output=True)
+    if down_only:
+        return ""
+    up = subprocess.run(
+        [*dev, "up", "--simulated", "--no-operator"], env=env, check=True, capture_output=True, text=True
+    )
+    return up.stdout.strip().splitlines()[-1].removeprefix("export KUBECONFIG=")
+
+
+def one_round(args: argparse.Namespace, last: bool) -> tuple:
+    """(ratio, baseline s, operator s, baseline CPU s, CPU s by process, operator peak RSS KiB, children)."""
+    if args.simulated:
+        os.environ["KUBECONFIG"] = fresh_cluster()
+        base, base_cpu = asyncio.run(real_baseline(args.n, cleanup=None))
+        os.environ["KUBECONFIG"] = fresh_cluster()
+        op, rss, kids, cpu = asyncio.run(real_with_operator(args.n, args.timeout, cleanup=None))
+    elif args.kubeconfig:
+        base, base_cpu = asyncio.run(real_baseline(args.n, cleanup=900))
+        wait = 0 if last else 900  # nothing is measured after the last side
+        op, rss, kids, cpu = asyncio.run(real_with_operator(args.n, args.timeout, cleanup=wait))
+    else:
+        base, base_cpu = asyncio.run(baseline(args.n))
+        op, rss, kids, cpu = asyncio.run(with_operator(args.n, args.timeout))
+    return op / base, base, op, base_cpu, cpu, rss, kids
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50, help="TrainingJobs and as many InferenceEndpoints")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the median ratio is reported")
-    parser.add_argument("--kubeconfig", metavar="PATH", help="a real API server instead of the emulator")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--kubeconfig", metavar="PATH", help="a real API server instead of the emulator")
+    where.add_argument(
+        "--simulated",
+        action="store_true",
+        help="each side on a fresh simulated cluster (llmops dev up --simulated; stops a running one)",
+    )
     args = parser.parse_args()
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     rounds = []
-    for i in range(args.repeat):  # alternated, so both sides see the same machine load
-        if args.kubeconfig:
-            base, base_cpu = asyncio.run(real_baseline(args.n))
-            op, rss, kids, cpu = asyncio.run(
-                real_with_operator(args.n, args.timeout, last=i == args.repeat - 1)
-            )
-        else:
-            base, base_cpu = asyncio.run(baseline(args.n))
-            op, rss, kids, cpu = asyncio.run(with_operator(args.n, args.timeout))
-        rounds.append((op / base, base, op, base_cpu, cpu, rss))
-    ratio, base, op, base_cpu, cpu, rss = sorted(rounds)[len(rounds) // 2]  # the median round
+    try:
+        for i in range(args.repeat):  # alternated, so both sides see the same machine load
+            rounds.append(one_round(args, last=i == args.repeat - 1))
+    finally:
+        if args.simulated:
+            fresh_cluster(down_only=True)
+    ratio, base, op, base_cpu, cpu, _, kids = sorted(rounds)[len(rounds) // 2]  # the median round
     result = {
         "n": args.n,
-        "api_server": "real (" + args.kubeconfig + ")" if args.kubeconfig else "emulator",
+        "api_server": "simulated cluster, fresh per side"
+        if args.simulated
+        else f"real ({args.kubeconfig})"
+        if args.kubeconfig
+        else "emulator",
         "children": kids,
         "rounds": len(rounds),
         "ratios": [round(r[0], 2) for r in rounds],
+        "seconds": [[round(r[1], 3), round(r[2], 3)] for r in rounds],  # each round's baseline, operator
         "baseline_s": round(base, 2),
         "operator_s": round(op, 2),
         "ratio": round(ratio, 2),

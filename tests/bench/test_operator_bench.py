@@ -27,5 +27,6 @@ def test_operator_bench_converges_and_reports_side_by_side():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["n"] == 3 and result["children"] == 33 and result["rounds"] == 2
     assert len(result["ratios"]) == 2 and all(r > 0 for r in result["ratios"])
+    assert len(result["seconds"]) == 2 and all(b > 0 and o > 0 for b, o in result["seconds"])
     assert result["ratio"] in result["ratios"]  # the median round's
     assert result["operator_cpu_s"] > 0 and result["operator_peak_rss_mib"] > 50

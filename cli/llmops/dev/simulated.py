@@ -361,6 +361,13 @@ def install(c: Cluster, log) -> None:
         90,
         "the CRDs to be established",
     )
+    # An established CRD's storage may still answer 429 ("storage is (re)initializing") for a moment:
+    # wait until each kind lists, so a first `kubectl apply` never meets it.
+    wait_for(
+        lambda: c.kubectl("get", "trainingjobs,inferenceendpoints,pytorchjobs", "-A") is not None,
+        60,
+        "the CRDs to be served",
+    )
 
 
 def start_training_operator(c: Cluster, log) -> None:
