@@ -451,14 +451,21 @@ def fresh_cluster(down_only: bool = False) -> str:
     its kubeconfig path. Each side then starts from the same idle cluster: no garbage collection or
     controller backlog left by the side before it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("cli", "operator"))}
-    dev = [sys.executable, "-m", "llmops", "dev"]
-    subprocess.run([*dev, "down", "--simulated"], env=env, check=True, capture_output=True)
+
+    def dev(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "llmops", "dev", *args], env=env, capture_output=True, text=True
+        )
+        if proc.returncode:
+            raise RuntimeError(f"llmops dev {' '.join(args)} failed: {proc.stderr.strip()[-1000:]}")
+        return proc.stdout
+
+    dev("down", "--simulated")
     if down_only:
         return ""
-    up = subprocess.run(
-        [*dev, "up", "--simulated", "--no-operator"], env=env, check=True, capture_output=True, text=True
+    return (
+        dev("up", "--simulated", "--no-operator").strip().splitlines()[-1].removeprefix("export KUBECONFIG=")
     )
-    return up.stdout.strip().splitlines()[-1].removeprefix("export KUBECONFIG=")
 
 
 def one_round(args: argparse.Namespace, last: bool) -> tuple:
@@ -500,7 +507,7 @@ def main() -> None:
     finally:
         if args.simulated:
             fresh_cluster(down_only=True)
-    ratio, base, op, base_cpu, cpu, _, kids = sorted(rounds)[len(rounds) // 2]  # the median round
+    ratio, base, op, base_cpu, cpu, _, kids = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]  # median
     result = {
         "n": args.n,
         "api_server": "simulated cluster, fresh per side"

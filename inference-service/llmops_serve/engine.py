@@ -210,8 +210,9 @@ class Engine:
         Prefill first: a step that admits newcomers runs only their prefill, so requests that arrive
         together (a burst) are all prefilled before the running rows take their next token, and join
         the batch in step with them (measured: +9 % tokens/s at concurrency 16, docs/benchmarks-serve.md).
-        Running rows wait at most until no one waits or fits (a full batch admits no one), and never
-        behind a prefill that ``max_prefill_tokens`` splits (long prompts): they decode between its parts.
+        Only newcomers that join the batch count (not those done after their first token), so running
+        rows wait at most until the batch is full, and never behind a prefill that
+        ``max_prefill_tokens`` splits (long prompts): they decode between its parts.
         """
         self._step_tokens = 0
         self._drop_cancelled_waiting()
@@ -237,8 +238,10 @@ class Engine:
 
     def _admit(self) -> bool:
         """Take the waiting sequences that fit (batch size, token budgets) and prefill them together;
-        True when the step should run only that prefill (see :meth:`step`)."""
+        True when the step should run only that prefill (see :meth:`step`): some joined the batch,
+        and the prefill budget held no one back."""
         group: list[Sequence] = []
+        running = len(self.running)
         longest, split = 0, False
         with self._cv:
             while self.waiting and len(self.running) + len(group) < self.max_batch_size:
@@ -256,7 +259,7 @@ class Engine:
                 longest = max(longest, need)
         if group:
             self._prefill(group)
-        return bool(group) and not split
+        return len(self.running) > running and not split
 
     def _prefill(self, group: list[Sequence]) -> None:
         """ONE forward over the newcomers' prompts (left-padded, masked), then each samples its first token.

@@ -184,8 +184,8 @@ def test_engine_token_budget_and_batch_limit(tiny_model):
 
 def test_prefill_first_unless_the_prefill_budget_splits_it(tiny_model):
     """A step that admits newcomers runs only their prefill (running rows take their next token in
-    the step after, together with them); when the prefill budget splits the newcomers, the running
-    rows decode in the same step as each part."""
+    the step after, together with them); when the prefill budget splits the newcomers, or none of
+    them joins the batch, the running rows decode in the same step."""
     import asyncio
 
     from llmops_serve.engine import Engine, SamplingParams, Sequence
@@ -196,8 +196,8 @@ def test_prefill_first_unless_the_prefill_budget_splits_it(tiny_model):
     engine = Engine(model, tok, max_batch_size=8, max_prefill_tokens=2 * len(ids))
     loop = asyncio.new_event_loop()
 
-    def seqs(k: int) -> list[Sequence]:
-        params = SamplingParams(max_tokens=20, temperature=0, ignore_eos=True)
+    def seqs(k: int, max_tokens: int = 20) -> list[Sequence]:
+        params = SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
         return [Sequence(list(ids), params, loop, asyncio.Queue()) for _ in range(k)]
 
     def tokens(group: list[Sequence]) -> list[int]:
@@ -221,6 +221,10 @@ def test_prefill_first_unless_the_prefill_budget_splits_it(tiny_model):
     assert tokens(a + b + c) == [4, 3, 3, 2, 2, 0]  # a part, then one decode for all running
     engine.step()
     assert tokens(a + b + c) == [4, 3, 3, 2, 2, 1]  # the last part fits whole: prefill only
+    one = seqs(2, max_tokens=1)  # done on their first token: they never join, so no one waits for them
+    engine.submit(one)
+    engine.step()
+    assert all(s.finished for s in one) and tokens(a + b + c) == [5, 4, 4, 3, 3, 2]
     loop.close()
 
 
