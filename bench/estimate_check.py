@@ -299,8 +299,8 @@ def measure_kv(
         ids = torch.randint(3, len(tok), (batch, prompt)).tolist()
         params = SamplingParams(max_tokens=new_tokens + 100, temperature=0.0, ignore_eos=True)
         engine.waiting.extend(Sequence(p, params, loop, asyncio.Queue()) for p in ids)
-        engine.step()  # admit + prefill all, one decode
-        for _ in range(new_tokens - 1):
+        engine.step()  # admit and prefill all (a step that admits runs only the prefill)
+        for _ in range(new_tokens):  # one decode each
             engine.step()
         layers_ = engine.cache.layers
         live = sum(t.numel() * t.element_size() for lay in layers_ for t in (lay.keys, lay.values))
