@@ -167,6 +167,11 @@ def parents_done(emu: CountingEmulator) -> int:
     return len(emu.parents_done)
 
 
+def cli_env() -> dict[str, str]:
+    """The environment for a subprocess that runs the CLI or the operator from this checkout."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("cli", "operator"))}
+
+
 def _cpu(pid: int | None = None) -> float:
     """CPU seconds (user + system) of this process, or of ``pid`` (Linux /proc)."""
     if pid is None:
@@ -205,8 +210,7 @@ async def with_operator(n: int, timeout: float) -> tuple[float, int, int, dict[s
     expected = len(rendered_children(docs))
     emu = emulator()
     async with emu, kmock.Server(emu) as server:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("cli", "operator"))}
-        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(server.url)], env=env)
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(server.url)], env=cli_env())
         try:
             await asyncio.sleep(5)  # kopf starts its watches
             cpu0, op_cpu0 = _cpu(), _cpu(proc.pid)
@@ -379,9 +383,8 @@ async def real_with_operator(
     docs = real_parents(n, ns)
     rendered = rendered_children([{**d, "metadata": {**d["metadata"], "uid": "x"}} for d in docs])
     expected = {(c["kind"], c["metadata"]["name"]) for c in rendered}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("cli", "operator"))}
     argv = [sys.executable, "-m", "llmops", "operator", "run", f"--namespace={ns}", "--log-format=plain"]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kids: set[tuple[str, str]] = set()
     done: set[tuple[str, str]] = set()
     _, rv = await kube.list_page(kube.path("v1", "configmaps", ns))
@@ -450,11 +453,10 @@ def fresh_cluster(down_only: bool = False) -> str:
     """Stop the simulated cluster, and unless ``down_only`` bring up a new one without our operator:
     its kubeconfig path. Each side then starts from the same idle cluster: no garbage collection or
     controller backlog left by the side before it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("cli", "operator"))}
 
     def dev(*args: str) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "llmops", "dev", *args], env=env, capture_output=True, text=True
+            [sys.executable, "-m", "llmops", "dev", *args], env=cli_env(), capture_output=True, text=True
         )
         if proc.returncode:
             raise RuntimeError(f"llmops dev {' '.join(args)} failed: {proc.stderr.strip()[-1000:]}")

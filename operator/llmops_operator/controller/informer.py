@@ -39,7 +39,7 @@ async def _relist(api_version: str, plural: str, kind: str, ns: str | None, on_c
 
     Only entries cached before the list began can have been deleted unseen: a pass that creates a
     child while the list is in flight caches it too, and the list may not show it yet. Forgetting
-    those would cost a pass, a 409 and a GET each (thousands when 2,000 parents are being created).
+    those would cost a pass, a 409 and a GET each.
     """
     known = cache.keys(api_version, kind, ns)
     items, version = await kube.list_page(kube.path(api_version, plural, ns), SELECTORS.get(kind, SELECTOR))
