@@ -3,11 +3,13 @@
     python bench/operator_bench.py --n 100              # ~30 s
     python bench/operator_bench.py --n 500 --repeat 5   # ~2 minutes
 
-Baseline: the same rendered children (with owner references) POSTed concurrently by the operator's own
-HTTP client (``controller.kube``, same connection limit) into a fresh emulator. Operator: a fresh
-emulator, the real operator in a subprocess that imports only what it needs (its CPU and peak RSS are
-its own), the N+N parents POSTed
-concurrently, the clock stopped when every child exists and every parent's status says Stalled=False.
+Both sides start alike: the N+N parents exist, their children do not. Baseline: the parents' rendered
+children (with owner references) POSTed concurrently by the operator's own HTTP client
+(``controller.kube``, same connection limit) into a fresh emulator holding the parents. Operator: the
+same, the real operator started in a subprocess that imports only what it needs (its CPU and
+peak RSS are its own), the clock stopped when every child exists and every parent's status says
+Stalled=False. ``--parents-in-clock`` starts the operator first and times POSTing the parents too, as
+the benchmark did before (the baseline's clock never held them).
 Rounds alternate baseline and operator; the median round's ratio operator/baseline (goal <= 2) is
 reported with every round's ratio, both sides' CPU seconds and the operator's peak RSS.
 The emulator is ``tests/operator/lean_emulator.py`` (kmock's, made linear): see docs/benchmarks-operator.md.
@@ -24,10 +26,10 @@ that the side before it left; without it, the sides share the cluster behind ``-
 benchmark waits up to 15 minutes for each side's namespace to be deleted.
 
 Baseline there: the parents created first (untimed, no operator running), then their rendered children
-POSTed concurrently with admin credentials. Operator: ``llmops operator run --namespace NS`` in a
-subprocess (kubeconfig credentials), the parents POSTed, the clock stopped when every child exists
-and every parent says Stalled=False, both seen on watches (listing them all each second would load
-the server under test).
+POSTed concurrently with admin credentials. Operator: the parents created first (untimed) in the same
+way, then ``llmops operator run --namespace NS`` started in a subprocess (kubeconfig credentials), the
+clock stopped when every child exists and every parent says Stalled=False, both seen on watches
+(listing them all each second would load the server under test).
 With ``BENCH_VERBOSE=1`` it also prints the API server's requests during each side's clock, by verb
 and resource (``apiserver_request_total`` from its ``/metrics``, read before and after).
 """
@@ -197,6 +199,9 @@ async def baseline(n: int) -> tuple[float, float]:
     emu = emulator()
     async with emu, kmock.Server(emu) as server:
         kube.configure(kube.Connection(server=str(server.url)))
+        await asyncio.gather(
+            *(kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), NS), d) for d in docs)
+        )
         t0, cpu0 = time.perf_counter(), _cpu()
         await asyncio.gather(*(kube.create(children.url_of(c, named=False), c) for c in kids))
         elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
@@ -205,26 +210,37 @@ async def baseline(n: int) -> tuple[float, float]:
     return elapsed, cpu
 
 
-async def with_operator(n: int, timeout: float) -> tuple[float, int, int, dict[str, float]]:
+async def with_operator(
+    n: int, timeout: float, parents_in_clock: bool
+) -> tuple[float, int, int, dict[str, float]]:
     docs = parents(n)
     expected = len(rendered_children(docs))
     emu = emulator()
     async with emu, kmock.Server(emu) as server:
-        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(server.url)], env=cli_env())
-        try:
-            await asyncio.sleep(5)  # kopf starts its watches
-            cpu0, op_cpu0 = _cpu(), _cpu(proc.pid)
-            async with aiohttp.ClientSession(
-                base_url=str(server.url), connector=aiohttp.TCPConnector(limit=50)
-            ) as s:
+        async with aiohttp.ClientSession(
+            base_url=str(server.url), connector=aiohttp.TCPConnector(limit=50)
+        ) as s:
 
+            async def post_parents() -> None:  # concurrently, as the baseline posts
                 async def post(d: dict) -> None:
                     url = kube.path(d["apiVersion"], kube.plural(d["kind"]), NS)
                     async with s.post(url, json=d) as r:
                         assert r.status < 400, await r.text()
 
-                t0 = time.perf_counter()
-                await asyncio.gather(*(post(d) for d in docs))  # concurrently, as the baseline posts
+                await asyncio.gather(*(post(d) for d in docs))
+
+            argv = [sys.executable, "-c", SERVE, str(server.url)]
+            proc = subprocess.Popen(argv, env=cli_env()) if parents_in_clock else None
+            try:
+                if proc is not None:
+                    await asyncio.sleep(5)  # kopf starts its watches
+                else:
+                    await post_parents()  # as the baseline's parents: there before its clock
+                t0, cpu0, op_cpu0 = time.perf_counter(), _cpu(), _cpu(proc.pid) if proc else 0.0
+                if proc is None:
+                    proc = subprocess.Popen(argv, env=cli_env())  # the operator starts inside the clock
+                else:
+                    await post_parents()
                 posted = time.perf_counter() - t0
                 kids_at = None
                 while count_children(emu) < expected or parents_done(emu) < len(docs):
@@ -243,9 +259,10 @@ async def with_operator(n: int, timeout: float) -> tuple[float, int, int, dict[s
                         f"parents posted {posted:.2f}s, children {kids_at}s, status {elapsed:.2f}s",
                         file=sys.stderr,
                     )
-        finally:
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
+            finally:
+                if proc is not None:
+                    proc.kill()
+                    await asyncio.to_thread(proc.wait)
         if os.environ.get("BENCH_VERBOSE"):
             print(json.dumps(emu.counts.most_common(30)), file=sys.stderr)
     return elapsed, rss, expected, cpu
@@ -376,7 +393,7 @@ async def track(
 
 
 async def real_with_operator(
-    n: int, timeout: float, cleanup: float | None
+    n: int, timeout: float, cleanup: float | None, parents_in_clock: bool
 ) -> tuple[float, int, int, dict[str, float]]:
     kube.configure(kube.from_environment())
     ns = await real_namespace()
@@ -384,7 +401,6 @@ async def real_with_operator(
     rendered = rendered_children([{**d, "metadata": {**d["metadata"], "uid": "x"}} for d in docs])
     expected = {(c["kind"], c["metadata"]["name"]) for c in rendered}
     argv = [sys.executable, "-m", "llmops", "operator", "run", f"--namespace={ns}", "--log-format=plain"]
-    proc = subprocess.Popen(argv, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kids: set[tuple[str, str]] = set()
     done: set[tuple[str, str]] = set()
     _, rv = await kube.list_page(kube.path("v1", "configmaps", ns))
@@ -392,20 +408,33 @@ async def real_with_operator(
     def ours(obj: dict) -> bool:
         return (obj.get("kind"), obj["metadata"]["name"]) in expected
 
+    async def post_parents() -> None:
+        await gather_limited(
+            kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), ns), d) for d in docs
+        )
+
     parent_kinds = {(d["apiVersion"], d["kind"]) for d in docs}
     trackers = [
         asyncio.create_task(track(kube.path(av, kube.plural(kind), ns), kind, rv, seen, wanted))
         for kinds, seen, wanted in ((parent_kinds, done, stalled_false), (child_kinds(rendered), kids, ours))
         for av, kind in kinds
     ]
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(argv, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    proc = start() if parents_in_clock else None
     try:
-        await asyncio.sleep(5)  # kopf starts its watches
+        if proc is not None:
+            await asyncio.sleep(5)  # kopf starts its watches
+        else:
+            await post_parents()  # as the baseline's parents: there before its clock
         served = await served_since()
-        cpu0, op_cpu0 = _cpu(), _cpu(proc.pid)
-        t0 = time.perf_counter()
-        await gather_limited(
-            kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), ns), d) for d in docs
-        )
+        t0, cpu0, op_cpu0 = time.perf_counter(), _cpu(), _cpu(proc.pid) if proc else 0.0
+        if proc is None:
+            proc = start()  # the operator starts inside the clock
+        else:
+            await post_parents()
         kids_at = None
         while len(kids) < len(expected) or len(done) < len(docs):
             for t in trackers:
@@ -428,8 +457,9 @@ async def real_with_operator(
     finally:
         for t in trackers:
             t.cancel()
-        proc.terminate()
-        await asyncio.to_thread(proc.wait)
+        if proc is not None:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait)
         if cleanup is not None:
             await delete_namespace(ns, cleanup)
         await kube.close()
@@ -476,14 +506,18 @@ def one_round(args: argparse.Namespace, last: bool) -> tuple:
         os.environ["KUBECONFIG"] = fresh_cluster()
         base, base_cpu = asyncio.run(real_baseline(args.n, cleanup=None))
         os.environ["KUBECONFIG"] = fresh_cluster()
-        op, rss, kids, cpu = asyncio.run(real_with_operator(args.n, args.timeout, cleanup=None))
+        op, rss, kids, cpu = asyncio.run(
+            real_with_operator(args.n, args.timeout, None, args.parents_in_clock)
+        )
     elif args.kubeconfig:
         base, base_cpu = asyncio.run(real_baseline(args.n, cleanup=900))
         wait = 0 if last else 900  # nothing is measured after the last side
-        op, rss, kids, cpu = asyncio.run(real_with_operator(args.n, args.timeout, cleanup=wait))
+        op, rss, kids, cpu = asyncio.run(
+            real_with_operator(args.n, args.timeout, wait, args.parents_in_clock)
+        )
     else:
         base, base_cpu = asyncio.run(baseline(args.n))
-        op, rss, kids, cpu = asyncio.run(with_operator(args.n, args.timeout))
+        op, rss, kids, cpu = asyncio.run(with_operator(args.n, args.timeout, args.parents_in_clock))
     return op / base, base, op, base_cpu, cpu, rss, kids
 
 
@@ -498,6 +532,12 @@ def main() -> None:
         "--simulated",
         action="store_true",
         help="each side on a fresh simulated cluster (llmops dev up --simulated; stops a running one)",
+    )
+    parser.add_argument(
+        "--parents-in-clock",
+        action="store_true",
+        help="the operator's clock also times POSTing the parents, which the baseline's does not (the "
+        "protocol before the sides started alike; docs/benchmarks-operator.md)",
     )
     args = parser.parse_args()
     if args.kubeconfig:
@@ -519,6 +559,7 @@ def main() -> None:
         else "emulator",
         "children": kids,
         "rounds": len(rounds),
+        "parents_in_clock": args.parents_in_clock,
         "ratios": [round(r[0], 2) for r in rounds],
         "seconds": [[round(r[1], 3), round(r[2], 3)] for r in rounds],  # each round's baseline, operator
         "baseline_s": round(base, 2),

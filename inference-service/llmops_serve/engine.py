@@ -1,11 +1,13 @@
 """Continuous-batching engine: one thread owns the model and runs prefill and batched decode steps.
 
 Each step drops cancelled and finished rows, then either admits waiting sequences (up to the batch and
-token limits) and prefills them together in one forward (left-padded, masked) into a fresh KV cache,
-merged into the running batch's cache (left padding, masked), or, when no one was admitted, runs ONE
+token limits) and prefills them (left-padded, masked; on CPU in chunks of ``CPU_PREFILL_CHUNK``
+tokens, each chunk's first tokens sent before the next) into fresh KV caches, merged
+into the running batch's cache (left padding, masked), or, when no one was admitted, runs ONE
 forward over all running sequences for the next token (prefill first, see ``Engine.step``).
 All-padding columns are trimmed, so nothing is recomputed and the cache stays as short as the
-longest live sequence. Results go back to asyncio via call_soon_threadsafe, one call per step.
+longest live sequence. Results go back to asyncio via call_soon_threadsafe, one call per step (and per
+prefill chunk).
 
 Isolation: whatever a request asks for is checked before it gets here, and everything done for one
 sequence alone (its prefill, its sampling, its stop strings) runs under its own try, so a failure
@@ -42,6 +44,17 @@ log = logging.getLogger("llmops_serve.engine")
 # 16 (67M) is faster serial, at batch 24 (100M) even; the 99.9M model gains from two threads at
 # batch 4 (340M). Prefill keeps every thread (its GEMMs are large).
 SERIAL_DECODE_MACS = 80_000_000
+
+# On CPU newcomers are prefilled in chunks of this many tokens (padded; at least one prompt), and each
+# chunk's first tokens are sent before the next chunk's forward. A CPU prefill takes time in
+# proportion to its tokens, so a burst's first requests get their first token after their own chunk
+# rather than after the whole burst. All chunks run before the burst's first decode, so the batch
+# decodes as before. Smaller chunks lost: each forward has a fixed cost (~3.5 ms on the 4.5M model),
+# and prefilling one 32-token prompt at a time cost the 99.9M model 12 % of its tokens/s and gained
+# it nothing in time to first token. Measured with bench/serve.py at
+# concurrency 16 (docs/benchmarks-serve.md). A GPU forward costs about the same for few tokens as for
+# many, so there the step's prefill stays one forward.
+CPU_PREFILL_CHUNK = 128
 
 
 class QueueFullError(Exception):
@@ -113,6 +126,7 @@ class Engine:
         max_queue: int = 256,
         max_tokens_in_flight: int | None = None,
         max_prefill_tokens: int = 4096,
+        prefill_chunk: int | None = None,
         max_model_len: int = 2048,
         metrics: Metrics | None = None,
         serial_decode_macs: int = SERIAL_DECODE_MACS,
@@ -130,6 +144,8 @@ class Engine:
         self.lean = lean_for(model)  # fused fp32 CPU Llamas: prefill and decode without transformers' forward
         macs = sum(m.in_features * m.out_features for m in model.modules() if hasattr(m, "out_features"))
         self.serial_rows = serial_decode_macs // max(1, macs) if self.device.type == "cpu" else 0
+        cpu_chunk = CPU_PREFILL_CHUNK if self.device.type == "cpu" else max_prefill_tokens
+        self.prefill_chunk = prefill_chunk or cpu_chunk
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.waiting: collections.deque[Sequence] = collections.deque()
@@ -237,29 +253,45 @@ class Engine:
             self._finish(seq, "cancelled")
 
     def _admit(self) -> bool:
-        """Take the waiting sequences that fit (batch size, token budgets) and prefill them together;
-        True when the step should run only that prefill (see :meth:`step`): some joined the batch,
-        and the prefill budget held no one back."""
+        """Take the waiting sequences that fit (batch size, token budgets) and prefill them a chunk
+        (``prefill_chunk`` tokens) at a time, each chunk's first tokens sent before the next one's
+        prefill; True when the step should run only that prefill (see :meth:`step`): some joined the
+        batch, and the prefill budget held no one back."""
+        running, budget, chunks = len(self.running), self.max_prefill_tokens, 0
+        while True:
+            group, padded, split = self._take(budget)
+            if not group:
+                break
+            if chunks:
+                self._flush()  # the chunk before's first tokens go out before this one's prefill
+            self._prefill(group)
+            budget -= padded
+            chunks += 1
+            if split:
+                break
+        return len(self.running) > running and not split
+
+    def _take(self, budget: int) -> tuple[list[Sequence], int, bool]:
+        """The next chunk: waiting sequences that fit the batch, ``prefill_chunk`` tokens and the
+        step's prefill ``budget`` (``split`` when that holds one back), and its padded tokens."""
         group: list[Sequence] = []
-        running = len(self.running)
-        longest, split = 0, False
+        longest = 0
         with self._cv:
             while self.waiting and len(self.running) + len(group) < self.max_batch_size:
                 seq = self.waiting[0]
                 need = len(seq.prompt_ids)
                 padded = (len(group) + 1) * max(longest, need)  # the prefill forward is padded
-                if (self.running or group) and padded > self.max_prefill_tokens:
-                    split = True  # prefill the rest next step, after the running rows' decode
+                if group and padded > self.prefill_chunk:
                     break
+                if (self.running or group) and padded > budget:
+                    return group, len(group) * longest, True  # the rest after the running rows' decode
                 if self.max_tokens_in_flight and (self.running or group):
                     in_flight = sum(len(s.prompt_ids) + s.params.max_tokens for s in [*self.running, *group])
                     if in_flight + need + seq.params.max_tokens > self.max_tokens_in_flight:
                         break
                 group.append(self.waiting.popleft())
                 longest = max(longest, need)
-        if group:
-            self._prefill(group)
-        return len(self.running) > running and not split
+        return group, len(group) * longest, False
 
     def _prefill(self, group: list[Sequence]) -> None:
         """ONE forward over the newcomers' prompts (left-padded, masked), then each samples its first token.
@@ -469,7 +501,7 @@ class Engine:
         self._outbox.setdefault(seq.loop, []).append((seq, event))
 
     def _flush(self) -> None:
-        """Hand a step's events to each event loop in ONE thread-safe call (one wake-up per step)."""
+        """Hand the events so far to each event loop in ONE thread-safe call (one wake-up per step or chunk)."""
         outbox, self._outbox = self._outbox, {}
         for loop, items in outbox.items():
             try:

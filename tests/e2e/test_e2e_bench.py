@@ -33,4 +33,6 @@ def test_operator_bench_on_the_real_api_server():
         if line.startswith(side + ": API")
     }
     assert "POST pytorchjobs 3" in counts["baseline"]  # the bare client made the children
-    assert "POST trainingjobs 3" in counts["operator"] and "PATCH trainingjobs/status" in counts["operator"]
+    assert "POST pytorchjobs 3" in counts["operator"] and "PATCH trainingjobs/status" in counts["operator"]
+    # both sides start with the parents made: neither clock holds their creation
+    assert "POST trainingjobs" not in counts["baseline"] and "POST trainingjobs" not in counts["operator"]

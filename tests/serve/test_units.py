@@ -228,6 +228,61 @@ def test_prefill_first_unless_the_prefill_budget_splits_it(tiny_model):
     loop.close()
 
 
+def test_a_burst_is_prefilled_in_chunks_each_sent_before_the_next(tiny_model):
+    """On CPU newcomers are prefilled ``prefill_chunk`` tokens at a time; each chunk's first tokens
+    are handed to the event loop before the next chunk's forward, all before the first decode, and
+    the tokens are those of one forward for the whole burst."""
+    import asyncio
+
+    from llmops_serve.engine import CPU_PREFILL_CHUNK, Engine, SamplingParams, Sequence
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    loop = asyncio.new_event_loop()
+
+    def burst(texts: list[str]) -> list[Sequence]:
+        params = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
+        return [Sequence(tok(t)["input_ids"], params, loop, asyncio.Queue()) for t in texts]
+
+    def spied(engine: Engine) -> list[tuple[str, int]]:
+        order: list[tuple[str, int]] = []
+        prefill, flush = engine._prefill, engine._flush
+
+        def spy_prefill(group):
+            order.append(("prefill", len(group)))
+            prefill(group)
+
+        def spy_flush():
+            order.append(("flush", sum(len(items) for items in engine._outbox.values())))
+            flush()
+
+        engine._prefill, engine._flush = spy_prefill, spy_flush
+        return order
+
+    n = len(tok("The fox")["input_ids"])
+    for chunk, expected in (
+        (2 * n, [("prefill", 2), ("flush", 2), ("prefill", 2), ("flush", 2), ("prefill", 1), ("flush", 1)]),
+        (100 * n, [("prefill", 5), ("flush", 5)]),
+    ):
+        engine = Engine(model, tok, max_batch_size=8, prefill_chunk=chunk)
+        order, seqs = spied(engine), burst(["The fox"] * 5)
+        engine.submit(seqs)
+        engine.step()
+        assert [len(s.output_ids) for s in seqs] == [1] * 5 and order == expected  # prefill only
+
+    outputs = []
+    for chunk in (1, 1000):  # one prompt per forward, and all in one (left-padded)
+        engine = Engine(model, tok, max_batch_size=8, prefill_chunk=chunk)
+        seqs = burst(["The fox", "A quick brown fox jumps", "Hello", "One two three four five six", "Why"])
+        engine.submit(seqs)
+        while engine.waiting or engine.running:
+            engine.step()
+        outputs.append([s.output_ids for s in seqs])
+    assert outputs[0] == outputs[1] and all(len(o) == 6 for o in outputs[0])
+    assert Engine(model, tok).prefill_chunk == CPU_PREFILL_CHUNK  # the CPU default
+    loop.close()
+
+
 def test_small_decode_steps_run_on_one_thread_with_the_same_tokens(tiny_model):
     """A decode step under the multiply-add threshold runs on one intra-op thread (the engine's
     SERIAL_DECODE_MACS); bigger batches and prefills keep every thread; the tokens are the same."""
