@@ -153,3 +153,25 @@ def test_a_worker_killed_like_the_oom_killer_does_is_retryable(tmp_path: Path) -
 )
 def test_decide(returncode: int, signalled: int | None, reasons: list, failures: list, code: int) -> None:
     assert decide(returncode, signalled, reasons, failures)[0] == code
+
+
+@pytest.mark.parametrize("world", ["1", "2"])
+def test_a_torchrun_worker_leaves_without_finalizing(tmp_path: Path, world: str) -> None:
+    """Under torchrun (WORLD_SIZE > 1) a worker exits with its code without interpreter finalization,
+    where a gloo thread freeing a tensor aborted ranks after runs that succeeded; alone it exits as
+    usual. Logging and stdio are flushed either way."""
+    script = (
+        "import atexit, logging, sys\n"
+        "from llmops_train.__main__ import leave\n"
+        "atexit.register(lambda: print('finalized', flush=True))\n"
+        "logging.basicConfig(stream=sys.stderr)\n"
+        "print('ran')\n"
+        "logging.getLogger('x').warning('logged')\n"
+        "leave(3)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env(tmp_path, WORLD_SIZE=world), capture_output=True, text=True
+    )
+    assert run.returncode == 3
+    assert run.stdout.splitlines() == (["ran"] if world == "2" else ["ran", "finalized"])
+    assert "logged" in run.stderr
