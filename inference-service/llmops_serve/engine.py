@@ -281,10 +281,10 @@ class Engine:
                 seq = self.waiting[0]
                 need = len(seq.prompt_ids)
                 padded = (len(group) + 1) * max(longest, need)  # the prefill forward is padded
-                if group and padded > self.prefill_chunk:
-                    break
                 if (self.running or group) and padded > budget:
                     return group, len(group) * longest, True  # the rest after the running rows' decode
+                if group and padded > self.prefill_chunk:  # never first on a GPU: there chunk >= budget
+                    break
                 if self.max_tokens_in_flight and (self.running or group):
                     in_flight = sum(len(s.prompt_ids) + s.params.max_tokens for s in [*self.running, *group])
                     if in_flight + need + seq.params.max_tokens > self.max_tokens_in_flight:
