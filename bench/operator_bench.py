@@ -59,7 +59,6 @@ ROOT = Path(__file__).resolve().parents[1]
 for p in ("cli", "operator", "tests/operator"):
     sys.path.insert(0, str(ROOT / p))
 
-import aiohttp
 import kmock
 from lean_emulator import LeanEmulator, declare
 
@@ -193,15 +192,30 @@ def peak_rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmHWM for process {pid}")
 
 
+async def gather_limited(coros, limit: int = 50) -> list:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(c):
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def create_parents(docs: list[dict], ns: str) -> list[dict]:
+    """POST the parents, 50 at a time (the client's connection limit): the API server's copies."""
+    return await gather_limited(
+        kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), ns), d) for d in docs
+    )
+
+
 async def baseline(n: int) -> tuple[float, float]:
     docs = parents(n)
     kids = rendered_children(docs)
     emu = emulator()
     async with emu, kmock.Server(emu) as server:
         kube.configure(kube.Connection(server=str(server.url)))
-        await asyncio.gather(
-            *(kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), NS), d) for d in docs)
-        )
+        await create_parents(docs, NS)
         t0, cpu0 = time.perf_counter(), _cpu()
         await asyncio.gather(*(kube.create(children.url_of(c, named=False), c) for c in kids))
         elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
@@ -217,53 +231,43 @@ async def with_operator(
     expected = len(rendered_children(docs))
     emu = emulator()
     async with emu, kmock.Server(emu) as server:
-        async with aiohttp.ClientSession(
-            base_url=str(server.url), connector=aiohttp.TCPConnector(limit=50)
-        ) as s:
-
-            async def post_parents() -> None:  # concurrently, as the baseline posts
-                async def post(d: dict) -> None:
-                    url = kube.path(d["apiVersion"], kube.plural(d["kind"]), NS)
-                    async with s.post(url, json=d) as r:
-                        assert r.status < 400, await r.text()
-
-                await asyncio.gather(*(post(d) for d in docs))
-
-            argv = [sys.executable, "-c", SERVE, str(server.url)]
-            proc = subprocess.Popen(argv, env=cli_env()) if parents_in_clock else None
-            try:
-                if proc is not None:
-                    await asyncio.sleep(5)  # kopf starts its watches
-                else:
-                    await post_parents()  # as the baseline's parents: there before its clock
-                t0, cpu0, op_cpu0 = time.perf_counter(), _cpu(), _cpu(proc.pid) if proc else 0.0
-                if proc is None:
-                    proc = subprocess.Popen(argv, env=cli_env())  # the operator starts inside the clock
-                else:
-                    await post_parents()
-                started = time.perf_counter() - t0  # the operator process, or the parents' POSTs
-                kids_at = None
-                while count_children(emu) < expected or parents_done(emu) < len(docs):
-                    if kids_at is None and count_children(emu) >= expected:
-                        kids_at = time.perf_counter() - t0
-                    if time.perf_counter() - t0 > timeout:
-                        raise TimeoutError(
-                            f"{count_children(emu)}/{expected} children, {parents_done(emu)}/{len(docs)} parents"
-                        )
-                    await asyncio.sleep(0.01)
-                elapsed = time.perf_counter() - t0
-                cpu = {"emulator_cpu_s": _cpu() - cpu0, "operator_cpu_s": _cpu(proc.pid) - op_cpu0}
-                rss = peak_rss_kib(proc.pid)
-                if os.environ.get("BENCH_VERBOSE"):
-                    print(
-                        f"{'parents posted' if parents_in_clock else 'operator started'} {started:.2f}s, "
-                        f"children {kids_at}s, status {elapsed:.2f}s",
-                        file=sys.stderr,
+        kube.configure(kube.Connection(server=str(server.url)))
+        argv = [sys.executable, "-c", SERVE, str(server.url)]
+        proc = subprocess.Popen(argv, env=cli_env()) if parents_in_clock else None
+        try:
+            if proc is not None:
+                await asyncio.sleep(5)  # kopf starts its watches
+            else:
+                await create_parents(docs, NS)  # as the baseline's parents: there before its clock
+            t0, cpu0, op_cpu0 = time.perf_counter(), _cpu(), _cpu(proc.pid) if proc else 0.0
+            if proc is None:
+                proc = subprocess.Popen(argv, env=cli_env())  # the operator starts inside the clock
+            else:
+                await create_parents(docs, NS)
+            started = time.perf_counter() - t0  # the operator process, or the parents' POSTs
+            kids_at = None
+            while count_children(emu) < expected or parents_done(emu) < len(docs):
+                if kids_at is None and count_children(emu) >= expected:
+                    kids_at = time.perf_counter() - t0
+                if time.perf_counter() - t0 > timeout:
+                    raise TimeoutError(
+                        f"{count_children(emu)}/{expected} children, {parents_done(emu)}/{len(docs)} parents"
                     )
-            finally:
-                if proc is not None:
-                    proc.kill()
-                    await asyncio.to_thread(proc.wait)
+                await asyncio.sleep(0.01)
+            elapsed = time.perf_counter() - t0
+            cpu = {"emulator_cpu_s": _cpu() - cpu0, "operator_cpu_s": _cpu(proc.pid) - op_cpu0}
+            rss = peak_rss_kib(proc.pid)
+            if os.environ.get("BENCH_VERBOSE"):
+                print(
+                    f"{'parents posted' if parents_in_clock else 'operator started'} {started:.2f}s, "
+                    f"children {kids_at}s, status {elapsed:.2f}s",
+                    file=sys.stderr,
+                )
+        finally:
+            if proc is not None:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+            await kube.close()
         if os.environ.get("BENCH_VERBOSE"):
             print(json.dumps(emu.counts.most_common(30)), file=sys.stderr)
     return elapsed, rss, expected, cpu
@@ -285,16 +289,6 @@ async def real_namespace() -> str:
     return ns
 
 
-async def gather_limited(coros, limit: int = 50) -> list:
-    sem = asyncio.Semaphore(limit)
-
-    async def one(c):
-        async with sem:
-            return await c
-
-    return await asyncio.gather(*(one(c) for c in coros))
-
-
 def child_kinds(kids: list[dict]) -> collections.Counter[tuple[str, str]]:
     return collections.Counter((c["apiVersion"], c["kind"]) for c in kids)
 
@@ -304,9 +298,7 @@ async def real_baseline(n: int, cleanup: float | None) -> tuple[float, float]:
     ns = await real_namespace()
     try:
         docs = real_parents(n, ns)
-        made = await gather_limited(
-            kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), ns), d) for d in docs
-        )
+        made = await create_parents(docs, ns)
         config = OperatorConfig.load()
         kids = [children.adopt(c, p) for p in made for c in render.render(api.load(p), config)]
         served = await served_since()
@@ -409,11 +401,6 @@ async def real_with_operator(
     def ours(obj: dict) -> bool:
         return (obj.get("kind"), obj["metadata"]["name"]) in expected
 
-    async def post_parents() -> None:
-        await gather_limited(
-            kube.create(kube.path(d["apiVersion"], kube.plural(d["kind"]), ns), d) for d in docs
-        )
-
     parent_kinds = {(d["apiVersion"], d["kind"]) for d in docs}
     trackers = [
         asyncio.create_task(track(kube.path(av, kube.plural(kind), ns), kind, rv, seen, wanted))
@@ -429,13 +416,13 @@ async def real_with_operator(
         if proc is not None:
             await asyncio.sleep(5)  # kopf starts its watches
         else:
-            await post_parents()  # as the baseline's parents: there before its clock
+            await create_parents(docs, ns)  # as the baseline's parents: there before its clock
         served = await served_since()
         t0, cpu0, op_cpu0 = time.perf_counter(), _cpu(), _cpu(proc.pid) if proc else 0.0
         if proc is None:
             proc = start()  # the operator starts inside the clock
         else:
-            await post_parents()
+            await create_parents(docs, ns)
         kids_at = None
         while len(kids) < len(expected) or len(done) < len(docs):
             for t in trackers:
