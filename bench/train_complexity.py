@@ -452,8 +452,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.cp_worker:
-        print(json.dumps(cp_worker(*args.cp_worker)))
-        return
+        print(json.dumps(cp_worker(*args.cp_worker)), flush=True)
+        # Skip interpreter finalization, as llmops_train.__main__.leave does: a gloo thread that frees
+        # a Python tensor while Python finalizes aborts the process after a step that succeeded.
+        os._exit(0)
     if args.quick:
         seqs, depths, fixed_n, fixed_l, repeats, hidden = [128, 256, 512], [1, 4, 9], 256, 4, 2, 128  # fmt: skip
     else:
