@@ -49,12 +49,12 @@ SERIAL_DECODE_MACS = 80_000_000
 # chunk's first tokens are sent before the next chunk's forward. A CPU prefill takes time in
 # proportion to its tokens, so a burst's first requests get their first token after their own chunk
 # rather than after the whole burst. All chunks run before the burst's first decode, so the batch
-# decodes as before. Smaller chunks lost: each forward has a fixed cost (~3.5 ms on the 4.5M model),
-# and prefilling one 32-token prompt at a time cost the 99.9M model 12 % of its tokens/s and gained
-# it nothing in time to first token. Measured with bench/serve.py at
-# concurrency 16 (docs/benchmarks-serve.md). A GPU forward costs about the same for few tokens as for
-# many, so there the step's prefill stays one forward.
-CPU_PREFILL_CHUNK = 128
+# decodes as before. Each forward also has a fixed cost (~3.5 ms on the 4.5M model): 256 tokens beat
+# 128 on both bench models in tokens/s and matched or beat it in time to first token; 64 and one
+# prompt at a time lost. Measured with bench/serve.py at concurrency 16 (docs/benchmarks-serve.md).
+# A GPU forward costs about the same for few tokens as for many, so there the step's prefill stays
+# one forward.
+CPU_PREFILL_CHUNK = 256
 
 
 class QueueFullError(Exception):
