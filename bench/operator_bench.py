@@ -423,8 +423,15 @@ async def real_with_operator(
             proc = start()  # the operator starts inside the clock
         else:
             await create_parents(docs, ns)
-        kids_at = None
+        kids_at, trace_at = None, 0.0
         while len(kids) < len(expected) or len(done) < len(docs):
+            if served is not None and time.perf_counter() - t0 >= trace_at:  # BENCH_VERBOSE: progress
+                print(
+                    f"operator: {time.perf_counter() - t0:5.0f}s children {len(kids)}/{len(expected)}, "
+                    f"status {len(done)}/{len(docs)}, operator CPU {_cpu(proc.pid) - op_cpu0:.1f}s",
+                    file=sys.stderr,
+                )
+                trace_at += 10
             for t in trackers:
                 if t.done():
                     raise RuntimeError("a watch failed before the run converged") from t.exception()

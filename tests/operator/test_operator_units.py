@@ -295,3 +295,52 @@ def test_retries_count_each_retryable_failure_once_and_name_the_permanent_one():
     assert (
         retries.permanent_cause(pods) == "j-worker-1 exited 3 (Error): bad data: /data/x.jsonl is not UTF-8"
     )
+
+
+async def test_events_are_written_by_a_few_writers_in_order_and_dropped_when_the_queue_is_full(
+    monkeypatch, caplog
+):
+    """A burst of Events waits in one queue that WRITERS drain (children and status keep the other
+    connections); past QUEUE_LIMIT new ones are dropped with one warning, not held without bound,
+    and the queue takes Events again once it has room."""
+    import asyncio
+
+    from llmops_operator.controller import events, kube
+
+    written, in_flight, most = [], 0, 0
+    gate = asyncio.Event()
+
+    async def request(method, path, body=None, **kw):
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await gate.wait()
+        written.append((method, path, body["reason"], body["involvedObject"]["name"]))
+        in_flight -= 1
+
+    monkeypatch.setattr(kube, "request", request)
+    monkeypatch.setattr(events, "QUEUE_LIMIT", 5)
+    parent = {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "", "namespace": "ns"},
+    }
+    for i in range(10):
+        events.post({**parent, "metadata": {"name": f"tj{i}", "namespace": "ns"}}, "Created", "created x")
+    await asyncio.sleep(0.01)
+    assert in_flight == events.WRITERS  # five queued (no writer ran during the burst), five dropped
+    assert sum("dropping new ones" in r.getMessage() for r in caplog.records) == 1
+    gate.set()
+    await asyncio.wait_for(events._sink.queue.join(), 5)
+    assert most == events.WRITERS
+    assert sorted(w[3] for w in written) == [f"tj{i}" for i in range(5)]  # the first five, each once
+    assert {w[:3] for w in written} == {("POST", "/api/v1/namespaces/ns/events", "Created")}
+    events.post({**parent, "metadata": {"name": "later", "namespace": "ns"}}, "Created", "created y")
+    await asyncio.wait_for(events._sink.queue.join(), 5)
+    assert written[-1][3] == "later"
+    event = events.event(
+        {**parent, "metadata": {"name": "a", "namespace": "ns", "uid": "u"}}, "Failed", "m", True
+    )
+    assert event["type"] == "Warning" and event["involvedObject"]["uid"] == "u"
+    for task in events._sink.writers:
+        task.cancel()
