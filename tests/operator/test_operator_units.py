@@ -338,6 +338,18 @@ async def test_events_are_written_by_a_few_writers_in_order_and_dropped_when_the
     events.post({**parent, "metadata": {"name": "later", "namespace": "ns"}}, "Created", "created y")
     await asyncio.wait_for(events._sink.queue.join(), 5)
     assert written[-1][3] == "later"
+
+    async def failing(*a, **kw):
+        raise ValueError("not an API error")
+
+    monkeypatch.setattr(kube, "request", failing)
+    for i in range(2 * events.WRITERS):  # every writer meets a failure, and lives on
+        events.post({**parent, "metadata": {"name": f"lost{i}", "namespace": "ns"}}, "Created", "z")
+    await asyncio.wait_for(events._sink.queue.join(), 5)
+    monkeypatch.setattr(kube, "request", request)
+    events.post({**parent, "metadata": {"name": "after", "namespace": "ns"}}, "Created", "w")
+    await asyncio.wait_for(events._sink.queue.join(), 5)
+    assert written[-1][3] == "after"
     event = events.event(
         {**parent, "metadata": {"name": "a", "namespace": "ns", "uid": "u"}}, "Failed", "m", True
     )

@@ -37,7 +37,7 @@ class _Sink:
             event = await self.queue.get()
             try:
                 await kube.request("POST", kube.path("v1", "events", event["metadata"]["namespace"]), event)
-            except (kube.ApiError, OSError) as e:
+            except Exception as e:  # whatever a write raises, this writer must live on for the next
                 logger.debug(
                     "event %s for %s not written: %s", event["reason"], event["involvedObject"]["name"], e
                 )
