@@ -3,7 +3,8 @@
 1. Load generator at concurrency 1/4/16/64 against our server and, in the same run, a naive
    baseline (one generate() at a time, bench/serve_naive.py) and `transformers serve
    --continuous-batching` (the peer a user already has) on the same model and tokens: request
-   throughput, output tokens/s, TTFT and TPOT p50/p99.
+   throughput, output tokens/s, TTFT and TPOT p50/p99. ``--servers ... on-manager`` adds our server
+   on transformers' continuous-batching manager (bench/serve_on_manager.py), the alternative engine.
 2. Generation with and without a KV cache: generation time against length N with and without
    the KV cache, with fitted exponents beside the claimed O(N^3 L) and O(N^2 L).
 3. int8 dynamic quantization vs fp32: decode speed and quality (top-1 agreement, perplexity).
@@ -103,17 +104,13 @@ async def load_test(url: str, bodies: list[dict], concurrency: int) -> dict:
     }
 
 
-def start_server(cmd: list[str], port: int, env: dict) -> subprocess.Popen:
+def start_server(cmd: list[str], port: int, env: dict, ready_path: str = "/health") -> subprocess.Popen:
+    """Started and answering 200 on ``ready_path`` (ours: /ready, once the model is loaded)."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(1200):
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                ready = (
-                    "llmops_serve" not in cmd
-                    or httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200
-                )
-                if ready:
-                    return proc
+            if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code == 200:
+                return proc
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
@@ -123,9 +120,19 @@ def start_server(cmd: list[str], port: int, env: dict) -> subprocess.Popen:
 
 
 def server_commands(model_dir: Path, args: argparse.Namespace, ports: dict[str, int]) -> dict[str, list[str]]:
-    ours = [sys.executable, "-m", "llmops_serve", "--model", str(model_dir), "--served-model-name", "bench"]
-    ours += ["--host", "127.0.0.1", "--port", str(ports["llmops"]), "--cache-size", "0"]
-    ours += ["--max-batch-size", str(args.max_batch_size)]
+    def our_flags(port: int) -> list[str]:
+        flags = ["--model", str(model_dir), "--served-model-name", "bench", "--host", "127.0.0.1"]
+        return [
+            *flags,
+            "--port",
+            str(port),
+            "--cache-size",
+            "0",
+            "--max-batch-size",
+            str(args.max_batch_size),
+        ]
+
+    ours = [sys.executable, "-m", "llmops_serve", *our_flags(ports["llmops"])]
     naive = [
         sys.executable,
         str(ROOT / "bench" / "serve_naive.py"),
@@ -137,7 +144,13 @@ def server_commands(model_dir: Path, args: argparse.Namespace, ports: dict[str, 
     peer += ["--host", "127.0.0.1", "--port", str(ports["transformers"]), "--device", "cpu"]
     # Its paged KV cache is sized from free memory by default (14 GB here): 16k tokens is plenty.
     peer += ["--cb-block-size", "32", "--cb-num-blocks", "512", str(model_dir)]
-    cmds = {"llmops": ours, "naive": naive, "transformers": peer}
+    # Our server with transformers' continuous-batching manager in place of our engine.
+    on_manager = [
+        sys.executable,
+        str(ROOT / "bench" / "serve_on_manager.py"),
+        *our_flags(ports["on-manager"]),
+    ]
+    cmds = {"llmops": ours, "naive": naive, "transformers": peer, "on-manager": on_manager}
     return {name: cmds[name] for name in args.servers}
 
 
@@ -157,9 +170,10 @@ def serving(model_dir: Path, args: argparse.Namespace) -> list[dict]:
         "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("inference-service", "operator")),
     }
     env["OMP_NUM_THREADS"] = str(args.threads)
-    ports = {"llmops": 18431, "naive": 18432, "transformers": 18433}
+    ports = {"llmops": 18431, "naive": 18432, "transformers": 18433, "on-manager": 18434}
     cmds = server_commands(model_dir, args, ports)
-    procs = [start_server(cmd, ports[name], env) for name, cmd in cmds.items()]
+    ready = {"llmops": "/ready", "on-manager": "/ready"}
+    procs = [start_server(cmd, ports[name], env, ready.get(name, "/health")) for name, cmd in cmds.items()]
     rows = []
     try:
         for name in cmds:  # warm-up

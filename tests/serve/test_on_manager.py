@@ -1,0 +1,60 @@
+"""The benchmark's alternative server (our API over transformers' continuous-batching manager,
+``bench/serve_on_manager.py``) generates what ours generates, so bench/serve.py compares like with like."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.serve_on_manager import ManagerEngine, manager_in_place
+from tests.serve.conftest import Live, live_server
+
+PROMPTS = ["The cat sat on the", "Once upon a time", "a b c d e f"]
+
+
+def completion(live: Live, prompt: str, **extra: object) -> httpx.Response:
+    body = {
+        "model": "tiny",
+        "prompt": prompt,
+        "max_tokens": 12,
+        "temperature": 0,
+        "ignore_eos": True,
+        **extra,
+    }
+    return httpx.post(live.url + "/v1/completions", json=body, timeout=60)
+
+
+def streamed_text(live: Live, prompt: str) -> str:
+    body = {"model": "tiny", "prompt": prompt, "max_tokens": 12, "temperature": 0, "ignore_eos": True}
+    text = []
+    with httpx.stream("POST", live.url + "/v1/completions", json={**body, "stream": True}, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                text += [c["text"] for c in json.loads(line[6:])["choices"]]
+    return "".join(text)
+
+
+def test_the_manager_serves_the_same_greedy_tokens_as_our_engine(server: Live, tiny_model: Path) -> None:
+    ours = [completion(server, p).json()["choices"][0]["text"] for p in PROMPTS]
+    with manager_in_place(), live_server(tiny_model, max_model_len=512) as live:
+        assert isinstance(live.state.engine, ManagerEngine)
+        theirs = [completion(live, p).json() for p in PROMPTS]
+        streamed = [streamed_text(live, p) for p in PROMPTS]
+        refused = completion(live, PROMPTS[0], logprobs=2)
+    assert [t["choices"][0]["text"] for t in theirs] == ours
+    assert [t["usage"]["completion_tokens"] for t in theirs] == [12] * len(PROMPTS)
+    assert streamed == ours
+    assert refused.status_code == 500
+    assert "plain greedy requests only" in refused.json()["error"]["message"]
+
+
+def test_the_context_puts_our_engine_back(tiny_model: Path) -> None:
+    from llmops_serve import loader, state
+
+    before = loader.fuse_llama, state.Engine
+    with pytest.raises(RuntimeError), manager_in_place():
+        raise RuntimeError
+    assert (loader.fuse_llama, state.Engine) == before
