@@ -91,8 +91,11 @@ class ManagerEngine(engine.Engine):
             for token in output.generated_tokens[len(seq.output_ids) :]:
                 if seq.finished or self._accept(seq, token, None):
                     break
-        if seq.finished:
-            self.ids.pop(id(seq), None)
+            if output.is_finished() and not seq.finished:  # it stopped for a reason of its own
+                self._finish(seq, "length")
+        rid = self.ids.pop(id(seq), None) if seq.finished else None
+        if rid is not None and not output.is_finished():
+            self.manager.cancel_request(rid)  # a stop string ended it first
         self._deliver()
 
     def _deliver(self) -> None:

@@ -58,3 +58,16 @@ def test_the_context_puts_our_engine_back(tiny_model: Path) -> None:
     with pytest.raises(RuntimeError), manager_in_place():
         raise RuntimeError
     assert (loader.fuse_llama, state.Engine) == before
+
+
+def test_a_stop_string_ends_the_request_on_the_manager_too(server: Live, tiny_model: Path) -> None:
+    ours = completion(server, PROMPTS[0]).json()["choices"][0]["text"]
+    stop = ours[3:6]
+    with manager_in_place(), live_server(tiny_model, max_model_len=512) as live:
+        manager, cancelled = live.state.engine.manager, []
+        cancel = manager.cancel_request
+        manager.cancel_request = lambda rid: (cancelled.append(rid), cancel(rid))
+        got = completion(live, PROMPTS[0], stop=[stop]).json()
+    assert len(cancelled) == 1
+    assert got["choices"][0]["text"] == ours[: ours.index(stop)]
+    assert got["choices"][0]["finish_reason"] == "stop"
