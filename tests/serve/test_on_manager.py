@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -11,30 +10,21 @@ import pytest
 
 from bench.serve_on_manager import ManagerEngine, manager_in_place
 from tests.serve.conftest import Live, live_server
+from tests.serve.test_conformance import sse_chunks
 
 PROMPTS = ["The cat sat on the", "Once upon a time", "a b c d e f"]
 
 
+BODY = {"model": "tiny", "max_tokens": 12, "temperature": 0, "ignore_eos": True}
+
+
 def completion(live: Live, prompt: str, **extra: object) -> httpx.Response:
-    body = {
-        "model": "tiny",
-        "prompt": prompt,
-        "max_tokens": 12,
-        "temperature": 0,
-        "ignore_eos": True,
-        **extra,
-    }
-    return httpx.post(live.url + "/v1/completions", json=body, timeout=60)
+    return httpx.post(live.url + "/v1/completions", json={**BODY, "prompt": prompt, **extra}, timeout=60)
 
 
 def streamed_text(live: Live, prompt: str) -> str:
-    body = {"model": "tiny", "prompt": prompt, "max_tokens": 12, "temperature": 0, "ignore_eos": True}
-    text = []
-    with httpx.stream("POST", live.url + "/v1/completions", json={**body, "stream": True}, timeout=60) as r:
-        for line in r.iter_lines():
-            if line.startswith("data: {"):
-                text += [c["text"] for c in json.loads(line[6:])["choices"]]
-    return "".join(text)
+    chunks = sse_chunks(live, {**BODY, "prompt": prompt, "stream": True})
+    return "".join(c["text"] for chunk in chunks for c in chunk["choices"])
 
 
 def test_the_manager_serves_the_same_greedy_tokens_as_our_engine(server: Live, tiny_model: Path) -> None:
