@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -31,3 +32,36 @@ def test_operator_bench_converges_and_reports_side_by_side():
     assert len(result["seconds"]) == 2 and all(b > 0 and o > 0 for b, o in result["seconds"])
     assert result["ratio"] in result["ratios"]  # the median round's
     assert result["operator_cpu_s"] > 0 and result["operator_peak_rss_mib"] > 50
+
+
+def test_the_real_server_side_checks_every_child_existed_when_the_clock_stopped(monkeypatch):
+    """The operator's side is timed on its parents' status alone; after the clock, one list per
+    child kind must find every child, created no later than the last parent reported."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import asyncio
+
+    import operator_bench as ob
+
+    docs = [{**d, "metadata": {**d["metadata"], "uid": "x"}} for d in ob.parents(2)]
+    rendered = ob.rendered_children(docs)
+    stop = datetime.datetime(2026, 11, 30, 12, 0, 10, tzinfo=datetime.UTC).timestamp()
+
+    def run(created: dict[tuple[str, str], str]) -> float:
+        async def list_(url: str, selector: str) -> list[dict]:
+            assert selector == "app.kubernetes.io/managed-by=llmops-operator"
+            return [
+                {"kind": kind, "metadata": {"name": name, "creationTimestamp": stamp}}
+                for (kind, name), stamp in created.items()
+                if url.endswith("/" + ob.kube.plural(kind))
+            ]
+
+        monkeypatch.setattr(ob.kube, "list_", list_)
+        return asyncio.run(ob.children_created("default", rendered, stop))
+
+    keys = [(c["kind"], c["metadata"]["name"]) for c in rendered]
+    on_time = dict.fromkeys(keys, "2026-11-30T12:00:05Z") | {keys[-1]: "2026-11-30T12:00:10Z"}
+    assert run(on_time) == stop
+    with pytest.raises(RuntimeError, match=r"missing .*\(1\)"):
+        run({k: t for k, t in on_time.items() if k != keys[3]})
+    with pytest.raises(RuntimeError, match=r"created after that .*\(1\)"):
+        run(on_time | {keys[0]: "2026-11-30T12:00:11Z"})

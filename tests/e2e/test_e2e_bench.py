@@ -1,10 +1,12 @@
 """The operator benchmark's real-server path runs end to end at a small N (docs/benchmarks-operator.md
-cites its N = 2,000 runs): both sides seen on watches, the API server's request counts, the clean-up."""
+cites its N = 2,000 runs): the parents seen on watches, the children checked after the clock, the API
+server's request counts, the clean-up."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,5 +36,7 @@ def test_operator_bench_on_the_real_api_server():
     }
     assert "POST pytorchjobs 3" in counts["baseline"]  # the bare client made the children
     assert "POST pytorchjobs 3" in counts["operator"] and "PATCH trainingjobs/status" in counts["operator"]
+    # the children were listed after the clock and found, none created after the last status
+    assert re.search(r"^operator: children \d+s \(server clock\), status [\d.]+s$", out.stderr, re.M)
     # both sides start with the parents made: neither clock holds their creation
     assert "POST trainingjobs" not in counts["baseline"] and "POST trainingjobs" not in counts["operator"]
