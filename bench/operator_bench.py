@@ -406,7 +406,9 @@ async def children_created(ns: str, rendered: list[dict], stop: float) -> float:
     created: dict[tuple[str, str], float] = {}
     for av, kind in child_kinds(rendered):
         for obj in await kube.list_(kube.path(av, kube.plural(kind), ns), SELECTOR):
-            stamp = datetime.datetime.fromisoformat(obj["metadata"]["creationTimestamp"]).timestamp()
+            stamp = datetime.datetime.fromisoformat(  # Python 3.10 reads no "Z"
+                obj["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+            ).timestamp()
             created[(kind, obj["metadata"]["name"])] = stamp
     missing = sorted(expected - created.keys())
     late = sorted(k for k in expected & created.keys() if created[k] > stop)

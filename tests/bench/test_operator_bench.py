@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import os
@@ -37,14 +38,12 @@ def test_operator_bench_converges_and_reports_side_by_side():
 def test_the_real_server_side_checks_every_child_existed_when_the_clock_stopped(monkeypatch):
     """The operator's side is timed on its parents' status alone; after the clock, one list per
     child kind must find every child, created no later than the last parent reported."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    import asyncio
-
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import operator_bench as ob
 
     docs = [{**d, "metadata": {**d["metadata"], "uid": "x"}} for d in ob.parents(2)]
     rendered = ob.rendered_children(docs)
-    stop = datetime.datetime(2026, 11, 30, 12, 0, 10, tzinfo=datetime.UTC).timestamp()
+    stop = datetime.datetime(2026, 11, 30, 12, 0, 10, tzinfo=datetime.timezone.utc).timestamp()
 
     def run(created: dict[tuple[str, str], str]) -> float:
         async def list_(url: str, selector: str) -> list[dict]:
