@@ -98,6 +98,45 @@ def test_endpoint_runs_pods_spread_over_zones_and_scales(cluster):
     kubectl("-n", ns, "wait", "--for=jsonpath={.status.readyReplicas}=3", f"ie/{name}", "--timeout=120s")
 
 
+def test_autoscaled_endpoint_starts_at_its_floor_and_a_scale_is_never_undone(cluster):
+    """Created with replicas.min (the Deployment default of 1 would serve below the floor, and be
+    Ready there, until the HPA's first sync); after that the count is the HPA's: the operator's
+    server-side applies, which repair drift, leave it alone."""
+    from kubernetes import client
+
+    ns, custom, core, apps = cluster
+    doc = example("cpu-endpoint.yaml", ns)  # min 2, max 6
+    doc["metadata"]["name"] = "floor"
+    doc["spec"]["model"] = {"location": "/opt/llmops/model"}
+    custom.create_namespaced_custom_object(GROUP, VERSION, ns, "inferenceendpoints", doc)
+    dep = wait(lambda: apps.read_namespaced_deployment("floor", ns), 120, "Deployment")
+    assert dep.spec.replicas == 2
+    autoscaling = client.AutoscalingV2Api()
+    hpa = wait(
+        lambda: (
+            (h := autoscaling.read_namespaced_horizontal_pod_autoscaler("floor", ns)).status.current_replicas
+            == 2
+            and h
+        ),
+        120,
+        "the HPA's first sync",
+    )
+    assert hpa.status.last_scale_time is None  # it never had to raise the count
+    kubectl("-n", ns, "wait", "--for=condition=Ready", "ie/floor", "--timeout=180s")
+
+    apps.patch_namespaced_deployment_scale("floor", ns, {"spec": {"replicas": 3}})  # as the HPA scales
+    # drift in a field the operator owns makes it re-apply the Deployment
+    edit = {"spec": {"strategy": {"rollingUpdate": {"maxUnavailable": 1}}}}
+    apps.patch_namespaced_deployment("floor", ns, edit)
+
+    def repaired():
+        d = apps.read_namespaced_deployment("floor", ns)
+        return d.spec.strategy.rolling_update.max_unavailable == 0 and d
+
+    assert wait(repaired, 120, "the edit repaired").spec.replicas == 3
+    wait(lambda: len(p := endpoint_pods(core, ns, "floor")) == 3 and running(p), 180, "3 pods Running")
+
+
 def test_endpoint_with_min_zero_is_refused_by_the_api_server(cluster):
     """Issue 11, 5: an HPA with minReplicas 0 is invalid without an alpha gate, so replicas.min 0 is
     refused at admission with our message instead of rendering an object the API server refuses."""

@@ -20,7 +20,7 @@ async def test_create_children_status_and_readiness():
             assert child["metadata"]["ownerReferences"][0]["controller"] is True
             assert child["metadata"]["labels"]["llmops.dev/inferenceendpoint"] == "chat"
         dep = await cluster.get(*DEP, "chat")
-        assert "replicas" not in dep["spec"]  # the HPA owns the count
+        assert dep["spec"]["replicas"] == 2  # created at replicas.min; from then on the HPA's
 
         st = await eventually(lambda: get_status(cluster, IE_API, "chat"), what="status")
         assert st["url"] == "http://chat.default.svc.cluster.local"

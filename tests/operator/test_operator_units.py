@@ -137,6 +137,14 @@ def test_replica_state_and_selector():
     stuck = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "m"}
     failed = {**dep, "status": {**done, "conditions": [stuck]}}
     assert replica_state(failed, 2)[:3] == ("Degraded", False, "RolloutFailed")
+    # a Deployment below replicas.min (before its autoscaler acts, or scaled down by hand) is not
+    # Ready, though every replica it asks for runs
+    below = {"metadata": {"generation": 4}, "spec": {"replicas": 1}, "status": {**done, "readyReplicas": 1}}
+    assert (
+        replica_state(below, 2)[:2] == ("Degraded", False)
+        and replica_state(below, 2)[3] == "1/2 replicas ready"
+    )
+    assert replica_state(below, 1)[:2] == ("Ready", True)
     assert selector_string({"b": "2", "a": "1"}) == "a=1,b=2"
 
 

@@ -43,10 +43,12 @@ def test_fixed_size_endpoint() -> None:
     ]
 
 
-def test_autoscaled_endpoint_leaves_replicas_to_the_hpa() -> None:
+def test_autoscaled_endpoint_starts_at_its_floor() -> None:
     out = objects(replicas={"min": 2, "max": 5})
     assert list(out) == ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
-    assert "replicas" not in out["Deployment"]["spec"]
+    # created with min replicas, not the Deployment default of 1 that the HPA would raise only at
+    # its first sync (the operator leaves replicas out of later applies: the HPA owns it then)
+    assert out["Deployment"]["spec"]["replicas"] == 2
     hpa = out["HorizontalPodAutoscaler"]["spec"]
     assert hpa["minReplicas"] == 2 and hpa["maxReplicas"] == 5
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ep"}

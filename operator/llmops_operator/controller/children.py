@@ -139,13 +139,17 @@ async def ensure(
     *,
     verify: bool = False,
     create_only: bool = False,
+    initial: tuple[str, ...] = (),
 ) -> tuple[Action, dict[str, Any]]:
     """Make the (adopted) ``child`` exist as rendered; return what was done and the object as it is.
 
     ``current`` is what the watch last saw (None: unknown). Unknown children are created first and
     read back only on 409: one call for a new child, as a bare client would make. ``verify`` reads
     first instead, for children no watch tells us about (the periodic pass). ``create_only`` children
-    (a started PyTorchJob, a claim) are never changed once they exist.
+    (a started PyTorchJob, a claim) are never changed once they exist. The ``initial`` keys of
+    ``spec`` (an autoscaled Deployment's ``replicas``) are sent with the create only: then they belong
+    to another controller, so they are neither compared nor applied (an apply that omits them leaves
+    them alone, since the create's field manager, not the apply's, owns them).
     """
     if current is None and verify:
         current = await kube.get(url_of(child))
@@ -164,6 +168,8 @@ async def ensure(
     if not owned_by(current, owner_uid):
         raise NotOurs(child)
     cache.remember(current)
+    if initial:
+        child = {**child, "spec": {k: v for k, v in child["spec"].items() if k not in initial}}
     if create_only or contains(current, child):
         return "unchanged", current
     applied = await kube.apply(url_of(child), child)

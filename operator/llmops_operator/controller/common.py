@@ -51,12 +51,17 @@ class Problems:
 
 
 async def ensure_child(
-    child: dict[str, Any], problems: Problems, *, verify: bool, create_only: bool = False
+    child: dict[str, Any],
+    problems: Problems,
+    *,
+    verify: bool,
+    create_only: bool = False,
+    initial: tuple[str, ...] = (),
 ) -> tuple[str, dict[str, Any] | None]:
     """``children.ensure``, with refusals recorded in ``problems`` instead of raised."""
     try:
         return await children.ensure(
-            child, cache.current(child, verify), verify=verify, create_only=create_only
+            child, cache.current(child, verify), verify=verify, create_only=create_only, initial=initial
         )
     except children.NotOurs as e:
         problems.add("NameConflict", str(e))

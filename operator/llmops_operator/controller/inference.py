@@ -27,6 +27,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "InferenceEndpoint"
 # Children that come and go with the spec (autoscaling on/off, budget on/off): removed when not rendered.
 OPTIONAL = [("autoscaling/v2", "HorizontalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget")]
+# An autoscaled Deployment is created with ``replicas.min`` replicas; from then on the count is the HPA's.
+HPA_OWNED = ("replicas",)
 
 
 def selector_string(match_labels: dict[str, str]) -> str:
@@ -42,7 +44,8 @@ def replica_state(deployment: dict[str, Any] | None, wanted: int) -> tuple[str, 
 
     Complete means what ``kubectl rollout status`` checks: the controller has seen the latest spec,
     every replica runs it, and all of them are available; a rollout past its progress deadline is
-    Degraded, not Ready, even while old pods still serve.
+    Degraded, not Ready, even while old pods still serve. Fewer than ``wanted`` (``replicas.min``)
+    is never complete, whatever the Deployment asks for.
     """
     dep = deployment or {}
     st, spec, meta = dep.get("status") or {}, dep.get("spec") or {}, dep.get("metadata") or {}
@@ -52,11 +55,12 @@ def replica_state(deployment: dict[str, Any] | None, wanted: int) -> tuple[str, 
     available = st.get("availableReplicas") or 0
     conds = st.get("conditions") or []
     progressing = conditions.get(conds, "Progressing") or {}
-    message = f"{ready}/{replicas} replicas ready"
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         return "Degraded", False, "RolloutFailed", progressing.get("message") or "the rollout stalled"
     if replicas == 0:
         return "Ready", True, "ScaledToZero", "scaled to zero replicas"
+    replicas = max(replicas, wanted)
+    message = f"{ready}/{replicas} replicas ready"
     seen = st.get("observedGeneration", 0) >= (meta.get("generation") or 0)
     if seen and updated >= replicas and available >= replicas and ready >= replicas:
         return "Ready", True, "Available", message
@@ -102,8 +106,10 @@ async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> No
         await invalid(body, e)
         return
     problems, actions = Problems(), {}
+    autoscaled = any(c["kind"] == "HorizontalPodAutoscaler" for c in rendered)
     for child in rendered:
-        action, _ = await ensure_child(child, problems, verify=verify)
+        initial = HPA_OWNED if autoscaled and child["kind"] == "Deployment" else ()
+        action, _ = await ensure_child(child, problems, verify=verify, initial=initial)
         actions[f"{child['kind']}/{name}"] = action
     kinds = {(c["apiVersion"], c["kind"]) for c in rendered}
     for api_version, kind in OPTIONAL:

@@ -179,8 +179,9 @@ def render_inference_endpoint(
             "inference/deployment.yaml.j2",
             metadata=pods.metadata(n["deployment"], ns, labels),
             labels=labels,
-            # With an HPA the Deployment leaves replicas unset, so re-applying it never undoes a scale.
-            replicas=None if autoscaled else spec.replicas.min,
+            # Created at the floor: with an HPA, the count is then the HPA's (the operator's applies
+            # leave it out, controller/inference.py), so a re-apply never undoes a scale.
+            replicas=spec.replicas.min,
             selector=selector,
             image=container["image"],
             pull_policy=config.image_pull_policy,
