@@ -4,6 +4,8 @@ collector; fromTrainingJob waits for a real training run."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from e2e_cluster import (
     GROUP,
@@ -26,6 +28,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 def cluster():
     with scope() as s:
         yield s
+
+
+def client_autoscaling():
+    from kubernetes import client
+
+    return client.AutoscalingV2Api()
 
 
 def ie(custom, ns, name):
@@ -135,6 +143,34 @@ def test_autoscaled_endpoint_starts_at_its_floor_and_a_scale_is_never_undone(clu
 
     assert wait(repaired, 120, "the edit repaired").spec.replicas == 3
     wait(lambda: len(p := endpoint_pods(core, ns, "floor")) == 3 and running(p), 180, "3 pods Running")
+
+
+def test_a_fixed_size_endpoint_made_autoscaled_keeps_its_replicas(cluster):
+    """A fixed size re-applied (the operator's apply then owns ``replicas``), then autoscaling
+    turned on: the apply that hands the count to the HPA must not drop it to the Deployment default."""
+    ns, custom, _core, apps = cluster
+    doc = example("cpu-endpoint.yaml", ns)
+    doc["metadata"]["name"] = "handover"
+    doc["spec"]["model"] = {"location": "/opt/llmops/model"}
+    doc["spec"]["replicas"] = {"min": 3, "max": 3}
+    custom.create_namespaced_custom_object(GROUP, VERSION, ns, "inferenceendpoints", doc)
+    wait(lambda: apps.read_namespaced_deployment("handover", ns).spec.replicas == 3, 120, "3 replicas")
+
+    def resize(replicas):
+        patch = {"spec": {"replicas": replicas}}
+        custom.patch_namespaced_custom_object(GROUP, VERSION, ns, "inferenceendpoints", "handover", patch)
+
+    resize({"min": 4, "max": 4})
+    wait(lambda: apps.read_namespaced_deployment("handover", ns).spec.replicas == 4, 120, "4 replicas")
+    resize({"min": 2, "max": 6})
+    hpa = client_autoscaling()
+    wait(lambda: hpa.read_namespaced_horizontal_pod_autoscaler("handover", ns), 120, "the HPA")
+    seen = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # the HPA keeps 4 (within 2..6); nothing may lower it meanwhile
+        seen.add(apps.read_namespaced_deployment("handover", ns).spec.replicas)
+        time.sleep(0.2)
+    assert seen == {4}, seen
 
 
 def test_endpoint_with_min_zero_is_refused_by_the_api_server(cluster):

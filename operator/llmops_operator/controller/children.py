@@ -149,7 +149,8 @@ async def ensure(
     (a started PyTorchJob, a claim) are never changed once they exist. The ``initial`` keys of
     ``spec`` (an autoscaled Deployment's ``replicas``) are sent with the create only: then they belong
     to another controller, so they are neither compared nor applied (an apply that omits them leaves
-    them alone, since the create's field manager, not the apply's, owns them).
+    them alone: they are the create's, then the controller's; :func:`hand_over` covers the one case
+    where an earlier apply set them).
     """
     if current is None and verify:
         current = await kube.get(url_of(child))
@@ -172,9 +173,36 @@ async def ensure(
         child = {**child, "spec": {k: v for k, v in child["spec"].items() if k not in initial}}
     if create_only or contains(current, child):
         return "unchanged", current
+    if initial:
+        await hand_over(url_of(child), initial)
     applied = await kube.apply(url_of(child), child)
     cache.remember(applied)
     return "updated", applied
+
+
+HANDOVER = f"{kube.FIELD_MANAGER}-handover"
+
+
+async def hand_over(url: str, keys: tuple[str, ...]) -> None:
+    """Keep the ``spec`` ``keys`` an earlier apply of ours set (a fixed-size endpoint's ``replicas``,
+    before autoscaling was turned on) at their values through the apply that stops setting them,
+    which would otherwise remove them (the Deployment default is 1 replica). As Kubernetes documents
+    for handing ``replicas`` to an HPA: apply them once, at their live values, under another field
+    manager, which holds them until their new owner changes them. Read fresh: the cache keeps no
+    ``managedFields``; this runs only before such an apply, which is rare."""
+    live = await kube.get(url)
+    if live is None:
+        return
+    ours = [
+        ((m.get("fieldsV1") or {}).get("f:spec") or {})
+        for m in live["metadata"].get("managedFields") or []
+        if m.get("manager") == kube.FIELD_MANAGER and m.get("operation") == "Apply"
+    ]
+    owned = [k for k in keys if k in (live.get("spec") or {}) and any(f"f:{k}" in f for f in ours)]
+    if owned:
+        meta = {"name": live["metadata"]["name"], "namespace": live["metadata"]["namespace"]}
+        body = {"apiVersion": live["apiVersion"], "kind": live["kind"], "metadata": meta}
+        await kube.apply(url, {**body, "spec": {k: live["spec"][k] for k in owned}}, manager=HANDOVER)
 
 
 def ref(child: dict[str, Any]) -> dict[str, str]:

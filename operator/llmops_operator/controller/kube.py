@@ -165,10 +165,10 @@ async def patch(url: str, body: dict[str, Any]) -> dict[str, Any]:
     return await request("PATCH", url, body)
 
 
-async def apply(url: str, body: dict[str, Any]) -> dict[str, Any]:
+async def apply(url: str, body: dict[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
     """Server-side apply as ``llmops-operator``: we own exactly the fields we render; fields other
     controllers or webhooks set (Kueue's tolerations, injected sidecars) stay theirs and stay put."""
-    params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+    params = {"fieldManager": manager, "force": "true"}
     return await request("PATCH", url, body, params, content_type=APPLY)
 
 
