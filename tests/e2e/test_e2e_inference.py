@@ -30,12 +30,6 @@ def cluster():
         yield s
 
 
-def client_autoscaling():
-    from kubernetes import client
-
-    return client.AutoscalingV2Api()
-
-
 def ie(custom, ns, name):
     return custom.get_namespaced_custom_object(GROUP, VERSION, ns, "inferenceendpoints", name)
 
@@ -148,6 +142,8 @@ def test_autoscaled_endpoint_starts_at_its_floor_and_a_scale_is_never_undone(clu
 def test_a_fixed_size_endpoint_made_autoscaled_keeps_its_replicas(cluster):
     """A fixed size re-applied (the operator's apply then owns ``replicas``), then autoscaling
     turned on: the apply that hands the count to the HPA must not drop it to the Deployment default."""
+    from kubernetes import client
+
     ns, custom, _core, apps = cluster
     doc = example("cpu-endpoint.yaml", ns)
     doc["metadata"]["name"] = "handover"
@@ -163,8 +159,8 @@ def test_a_fixed_size_endpoint_made_autoscaled_keeps_its_replicas(cluster):
     resize({"min": 4, "max": 4})
     wait(lambda: apps.read_namespaced_deployment("handover", ns).spec.replicas == 4, 120, "4 replicas")
     resize({"min": 2, "max": 6})
-    hpa = client_autoscaling()
-    wait(lambda: hpa.read_namespaced_horizontal_pod_autoscaler("handover", ns), 120, "the HPA")
+    autoscaling = client.AutoscalingV2Api()
+    wait(lambda: autoscaling.read_namespaced_horizontal_pod_autoscaler("handover", ns), 120, "the HPA")
     seen = set()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # the HPA keeps 4 (within 2..6); nothing may lower it meanwhile
