@@ -78,7 +78,11 @@ async def test_spec_update_patches_and_prunes_children():
             )
 
         await eventually(updated, what="Deployment patched, HPA and PDB removed")
-        assert (await get_status(cluster, IE_API, "chat"))["observedGeneration"] == 2
+
+        async def observed():  # the status is written after the children, in the same pass
+            return (await get_status(cluster, IE_API, "chat")).get("observedGeneration") == 2
+
+        await eventually(observed, what="observedGeneration 2 in the status")
 
 
 async def test_deleted_or_edited_children_are_restored():
