@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 
+import aiohttp
 import kopf
 import pytest
 from hypothesis import given
@@ -13,6 +15,7 @@ from llmops_operator.controller import (
     cache,
     children,
     conditions,
+    events,
     informer,
     kube,
     progress,
@@ -221,6 +224,22 @@ PARENT = {
     "metadata": {"name": "j", "namespace": "ns", "uid": "u"},
     "spec": {},
 }
+
+
+@pytest.mark.parametrize(
+    "error", [kube.ApiError(403, "Forbidden", ""), aiohttp.ServerDisconnectedError(), asyncio.TimeoutError()]
+)
+async def test_an_event_that_cannot_be_written_is_dropped_quietly(monkeypatch, error):
+    async def fail(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(kube, "request", fail)
+    body = {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "a", "namespace": "b"},
+    }
+    await events._write(body, "Created", "created a", warning=False)  # no exception left for the event loop
 
 
 def test_tunables_come_from_the_environment_when_the_operator_starts():

@@ -12,6 +12,8 @@ import logging
 import socket
 from typing import Any
 
+import aiohttp
+
 from . import conditions, kube
 
 logger = logging.getLogger(__name__)
@@ -57,5 +59,5 @@ async def _write(body: dict[str, Any], reason: str, message: str, warning: bool)
     }
     try:
         await kube.request("POST", kube.path("v1", "events", meta["namespace"]), event)
-    except (kube.ApiError, OSError) as e:
+    except (kube.ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:  # refused, or no server
         logger.debug("event %s for %s not written: %s", reason, meta["name"], e)
