@@ -54,6 +54,39 @@ async def test_create_children_status_and_readiness():
         assert (await cluster.get(*DEP, "chat"))["spec"]["replicas"] == 3  # a scale is never undone
 
 
+async def test_partial_readiness_is_progressing_and_only_a_failed_rollout_warns():
+    """Every first rollout, update and scale-up passes through partial readiness: Progressing, a
+    Normal event. Degraded, with a Warning, is a rollout past its progress deadline."""
+    async with running() as (cluster, _op, _emu):
+        await cluster.create(endpoint("chat"))
+        await eventually(lambda: cluster.get(*DEP, "chat"), what="the Deployment")
+
+        async def deployment_says(**st):
+            await cluster.patch(
+                *DEP, "chat", {"status": {"replicas": 2, "updatedReplicas": 2, **st}}, sub="status"
+            )
+
+        async def phase(want):
+            return (await get_status(cluster, IE_API, "chat")).get("phase") == want
+
+        async def ours():
+            return [
+                (e["reason"], e["type"])
+                for e in await cluster.list("v1", "events")
+                if e["involvedObject"]["name"] == "chat" and e["source"]["component"] == "llmops-operator"
+            ]
+
+        await eventually(lambda: phase("Pending"), what="Pending")
+        await deployment_says(readyReplicas=1, availableReplicas=1)
+        await eventually(lambda: phase("Progressing"), what="Progressing at 1/2")
+        await eventually(lambda: ("Progressing", "Normal") in ours(), what="a Normal Progressing event")
+        deadline = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+        await deployment_says(readyReplicas=1, availableReplicas=1, conditions=[deadline])
+        await eventually(lambda: phase("Degraded"), what="Degraded past the deadline")
+        await eventually(lambda: ("Degraded", "Warning") in ours(), what="a Warning Degraded event")
+        assert [e for e in await ours() if e[1] == "Warning"] == [("Degraded", "Warning")]
+
+
 async def test_spec_update_patches_and_prunes_children():
     async with running() as (cluster, _op, _emu):
         await cluster.create(endpoint("chat"))

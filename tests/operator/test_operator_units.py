@@ -128,13 +128,13 @@ def test_spec_hashes_leave_run_policy_mutable():
 def test_replica_state_and_selector():
     assert replica_state(None, 2)[:3] == ("Pending", False, "Progressing")
     dep = {"spec": {"replicas": 3}, "status": {"readyReplicas": 1}}
-    assert replica_state(dep, 2)[0] == "Degraded"
+    assert replica_state(dep, 2)[0] == "Progressing"
     done = {"readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "observedGeneration": 4}
     dep = {"metadata": {"generation": 4}, "spec": {}, "status": done}
     assert replica_state(dep, 2)[:3] == ("Ready", True, "Available")
     # a rollout in progress is not Ready, though every old replica still serves
     rolling = {**dep, "status": {**done, "updatedReplicas": 1}}
-    assert replica_state(rolling, 2)[:2] == ("Degraded", False)
+    assert replica_state(rolling, 2)[:2] == ("Progressing", False)
     unseen = {**dep, "metadata": {"generation": 5}}  # the controller has not seen the new spec yet
     assert replica_state(unseen, 2)[1] is False
     stuck = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "m"}
@@ -144,7 +144,7 @@ def test_replica_state_and_selector():
     # Ready, though every replica it asks for runs
     below = {"metadata": {"generation": 4}, "spec": {"replicas": 1}, "status": {**done, "readyReplicas": 1}}
     assert (
-        replica_state(below, 2)[:2] == ("Degraded", False)
+        replica_state(below, 2)[:2] == ("Progressing", False)
         and replica_state(below, 2)[3] == "1/2 replicas ready"
     )
     assert replica_state(below, 1)[:2] == ("Ready", True)

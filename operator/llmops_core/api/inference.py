@@ -163,7 +163,9 @@ class InferenceEndpointStatus(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
     observed_generation: int | None = None
-    phase: str | None = Field(None, description="Pending, WaitingForModel, Ready, Degraded or Invalid.")
+    phase: str | None = Field(
+        None, description="Pending, WaitingForModel, Progressing, Ready, Degraded or Invalid."
+    )
     conditions: list[Condition] = Field(default_factory=list)
     replicas: int | None = None
     ready_replicas: int | None = None

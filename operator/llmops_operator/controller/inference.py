@@ -43,9 +43,11 @@ def replica_state(deployment: dict[str, Any] | None, wanted: int) -> tuple[str, 
     """(phase, ready, reason, message) from the Deployment: Ready only once its rollout is complete.
 
     Complete means what ``kubectl rollout status`` checks: the controller has seen the latest spec,
-    every replica runs it, and all of them are available; a rollout past its progress deadline is
-    Degraded, not Ready, even while old pods still serve. Fewer than ``wanted`` (``replicas.min``)
-    is never complete, whatever the Deployment asks for.
+    every replica runs it, and all of them are available. Fewer than ``wanted`` (``replicas.min``)
+    is never complete, whatever the Deployment asks for. Short of that, with some replicas serving,
+    the endpoint is Progressing: a first rollout, an update, a scale-up and a replaced pod all pass
+    through it, so it is no warning. Degraded is a rollout past its progress deadline, as Argo CD
+    and kstatus read a Deployment, even while old pods still serve.
     """
     dep = deployment or {}
     st, spec, meta = dep.get("status") or {}, dep.get("spec") or {}, dep.get("metadata") or {}
@@ -65,7 +67,7 @@ def replica_state(deployment: dict[str, Any] | None, wanted: int) -> tuple[str, 
     if seen and updated >= replicas and available >= replicas and ready >= replicas:
         return "Ready", True, "Available", message
     if ready > 0:
-        return "Degraded", False, "Progressing", message + (" (rolling out)" if updated < replicas else "")
+        return "Progressing", False, "Progressing", message + (" (rolling out)" if updated < replicas else "")
     return "Pending", False, "Progressing", message
 
 
