@@ -137,6 +137,11 @@ def test_autoscaled_endpoint_starts_at_its_floor_and_a_scale_is_never_undone(clu
 
     assert wait(repaired, 120, "the edit repaired").spec.replicas == 3
     wait(lambda: len(p := endpoint_pods(core, ns, "floor")) == 3 and running(p), 180, "3 pods Running")
+    kubectl("-n", ns, "wait", "--for=jsonpath={.status.readyReplicas}=3", "ie/floor", "--timeout=120s")
+    # a first rollout and a scale-up pass through partial readiness: Progressing, never a Warning
+    events = core.list_namespaced_event(ns, field_selector="involvedObject.name=floor").items
+    ours = [e for e in events if e.involved_object.kind == "InferenceEndpoint"]
+    assert ours and [(e.reason, e.message) for e in ours if e.type == "Warning"] == []
 
 
 def test_a_fixed_size_endpoint_made_autoscaled_keeps_its_replicas(cluster):
