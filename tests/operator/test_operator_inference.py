@@ -76,14 +76,17 @@ async def test_partial_readiness_is_progressing_and_only_a_failed_rollout_warns(
                 if e["involvedObject"]["name"] == "chat" and e["source"]["component"] == "llmops-operator"
             ]
 
+        async def said(reason, kind):
+            return (reason, kind) in await ours()
+
         await eventually(lambda: phase("Pending"), what="Pending")
         await deployment_says(readyReplicas=1, availableReplicas=1)
         await eventually(lambda: phase("Progressing"), what="Progressing at 1/2")
-        await eventually(lambda: ("Progressing", "Normal") in ours(), what="a Normal Progressing event")
+        await eventually(lambda: said("Progressing", "Normal"), what="a Normal Progressing event")
         deadline = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
         await deployment_says(readyReplicas=1, availableReplicas=1, conditions=[deadline])
         await eventually(lambda: phase("Degraded"), what="Degraded past the deadline")
-        await eventually(lambda: ("Degraded", "Warning") in ours(), what="a Warning Degraded event")
+        await eventually(lambda: said("Degraded", "Warning"), what="a Warning Degraded event")
         assert [e for e in await ours() if e[1] == "Warning"] == [("Degraded", "Warning")]
 
 
