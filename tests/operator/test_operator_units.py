@@ -322,3 +322,52 @@ def test_retries_count_each_retryable_failure_once_and_name_the_permanent_one():
     assert (
         retries.permanent_cause(pods) == "j-worker-1 exited 3 (Error): bad data: /data/x.jsonl is not UTF-8"
     )
+
+
+async def test_open_watches_leave_connections_for_requests():
+    """One watch per child kind and namespace holds a connection for minutes: with ten namespaces
+    (70 watches) every request must still find a connection."""
+    import aiohttp.web
+
+    opened, stop = asyncio.Event(), asyncio.Event()
+    watching = 0
+
+    async def endless_watch(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        nonlocal watching
+        resp = aiohttp.web.StreamResponse()
+        await resp.prepare(request)
+        watching += 1
+        if watching == 70:
+            opened.set()
+        await stop.wait()
+        return resp
+
+    async def one(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response({"kind": "ConfigMap", "metadata": {"name": "c"}})
+
+    app = aiohttp.web.Application()
+    app.router.add_get("/api/v1/namespaces/{ns}/configmaps", endless_watch)
+    app.router.add_get("/api/v1/namespaces/{ns}/configmaps/c", one)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    kube.configure(kube.Connection(server=f"http://127.0.0.1:{port}"))
+
+    async def drain(ns: str) -> None:
+        async for _ in kube.watch(kube.path("v1", "configmaps", ns), "1", None, 300):
+            pass
+
+    watches = [asyncio.create_task(drain(f"ns{i}")) for i in range(70)]
+    try:
+        await asyncio.wait_for(opened.wait(), 10)
+        got = await asyncio.wait_for(kube.get(kube.path("v1", "configmaps", "ns0", "c")), 5)
+        assert got["metadata"]["name"] == "c"
+    finally:
+        stop.set()
+        for task in watches:
+            task.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)
+        await kube.close()
+        await runner.cleanup()

@@ -33,7 +33,8 @@ class ApiError(Exception):
 
 
 _connection: Connection | None = None
-_sessions: dict[int, aiohttp.ClientSession] = {}
+_sessions: dict[tuple[int, bool], aiohttp.ClientSession] = {}  # (event loop, for watches)
+MAX_REQUESTS = 50  # API requests in flight at once
 
 
 _configured_explicitly = False
@@ -71,9 +72,15 @@ def plural(kind: str) -> str:
     return {"networkpolicy": "networkpolicies"}.get(lower, lower + ("es" if lower.endswith("s") else "s"))
 
 
-def _session() -> aiohttp.ClientSession:
-    loop = asyncio.get_running_loop()
-    session = _sessions.get(id(loop))
+def _session(watch: bool = False) -> aiohttp.ClientSession:
+    """This event loop's session for requests (at most ``MAX_REQUESTS`` at once) or for watches.
+
+    Watches get a pool of their own, without a limit: each holds its connection for minutes, one per
+    child kind and namespace, and in a shared pool of 50 eight namespaces' watches would hold every
+    connection and leave none for requests.
+    """
+    key = (id(asyncio.get_running_loop()), watch)
+    session = _sessions.get(key)
     if session is None or session.closed:
         conn = connection()
         ctx = ssl_context(conn) or False
@@ -81,18 +88,19 @@ def _session() -> aiohttp.ClientSession:
         session = aiohttp.ClientSession(
             base_url=conn.server.rstrip("/") + "/",
             headers=headers,
-            connector=aiohttp.TCPConnector(ssl=ctx, limit=50),
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=0 if watch else MAX_REQUESTS),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
         )
-        _sessions[id(loop)] = session
+        _sessions[key] = session
     return session
 
 
 async def close() -> None:
     loop_id = id(asyncio.get_running_loop())
-    session = _sessions.pop(loop_id, None)
-    if session is not None:
-        await session.close()
+    for watch in (False, True):
+        session = _sessions.pop((loop_id, watch), None)
+        if session is not None:
+            await session.close()
 
 
 def _record(method: str, url: str, params: dict[str, str] | None) -> None:
@@ -207,7 +215,7 @@ async def watch(
         params["labelSelector"] = label_selector
     _record("GET", url, params)
     read = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout + 30)
-    async with _session().get(url.lstrip("/"), params=params, timeout=read) as resp:
+    async with _session(watch=True).get(url.lstrip("/"), params=params, timeout=read) as resp:
         if resp.status == 410:
             raise Gone()
         if resp.status >= 400:
