@@ -6,6 +6,7 @@ import asyncio
 import datetime
 
 import aiohttp
+import aiohttp.web
 import kopf
 import pytest
 from hypothesis import given
@@ -327,8 +328,6 @@ def test_retries_count_each_retryable_failure_once_and_name_the_permanent_one():
 async def test_open_watches_leave_connections_for_requests():
     """One watch per child kind and namespace holds a connection for minutes: with ten namespaces
     (70 watches) every request must still find a connection."""
-    import aiohttp.web
-
     opened, stop = asyncio.Event(), asyncio.Event()
     watching = 0
 
@@ -350,9 +349,8 @@ async def test_open_watches_leave_connections_for_requests():
     app.router.add_get("/api/v1/namespaces/{ns}/configmaps/c", one)
     runner = aiohttp.web.AppRunner(app)
     await runner.setup()
-    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
     kube.configure(kube.Connection(server=f"http://127.0.0.1:{port}"))
 
     async def drain(ns: str) -> None:
