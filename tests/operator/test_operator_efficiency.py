@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 
 import kmock
 import pytest
@@ -72,6 +73,83 @@ def test_an_echo_of_our_own_write_is_not_news():
     assert cache.seen("v1", "ConfigMap", "n", "c")["data"] == {"a": "2"}
     assert cache.observe({"type": "DELETED", "object": edited}) is True
     assert cache.seen("v1", "ConfigMap", "n", "c") is None
+
+
+def test_the_watch_echo_of_a_create_is_not_news_though_json_shared_its_keys():
+    """A watch event is decoded whole, so json shares the key "type" between the event and a Service's
+    ``spec.type``; marshal writes such a shared string differently. The echo still equals the create's
+    response, and starts no pass (each Service, autoscaler and budget did before)."""
+    cache.clear()
+    service = {
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": {"name": "s", "namespace": "n", "resourceVersion": "5"},
+        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]},
+    }
+    cache.remember(json.loads(json.dumps(service)))  # the POST's response
+    event = json.loads(json.dumps({"type": "ADDED", "object": service}))  # the watch's line
+    assert cache.observe(event) is False
+    event["object"]["spec"]["type"] = "NodePort"
+    assert cache.observe(event) is True
+
+
+def test_a_child_seen_while_our_create_is_in_flight_is_not_news():
+    """The watch may bring a new child before its create's response: that is the echo of the create,
+    which the pass making it reads. The same event with no create in flight is news."""
+    cache.clear()
+    child = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}
+    with cache.creating(child):
+        assert cache.observe({"type": "ADDED", "object": copy.deepcopy(child)}) is False
+    assert cache.seen("v1", "ConfigMap", "n", "c") == child
+    cache.forget(child)
+    assert cache.observe({"type": "ADDED", "object": copy.deepcopy(child)}) is True
+    cache.clear()
+
+
+def test_status_changes_no_pass_reads_are_not_news():
+    """A training pod is held only once it fails (retries read failed pods alone): its creation,
+    scheduling and progress start no pass, nor does Kubeflow's bookkeeping on a PyTorchJob or a new
+    resourceVersion alone; a failed pod, its deletion and a PyTorchJob condition do."""
+    cache.clear()
+    labels = {"llmops.dev/trainingjob": "j"}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "n", "labels": labels, "resourceVersion": "1"},
+        "spec": {"containers": [{"name": "pytorch"}]},
+        "status": {"phase": "Pending"},
+    }
+    assert cache.observe({"type": "ADDED", "object": copy.deepcopy(pod)}) is False
+    for rv, phase in (("2", "Pending"), ("3", "Running"), ("4", "Succeeded")):
+        pod["metadata"]["resourceVersion"], pod["status"]["phase"] = rv, phase
+        pod["spec"]["nodeName"] = "node-1"
+        assert cache.observe({"type": "MODIFIED", "object": copy.deepcopy(pod)}) is False, phase
+    assert cache.observe({"type": "DELETED", "object": copy.deepcopy(pod)}) is False
+    assert cache.of_kind("v1", "Pod", "n") == []
+    terminated = {"name": "pytorch", "state": {"terminated": {"exitCode": 137}}}
+    pod["status"] = failed = {"phase": "Failed", "containerStatuses": [terminated]}
+    assert cache.observe({"type": "MODIFIED", "object": copy.deepcopy(pod)}) is True
+    assert cache.of_kind("v1", "Pod", "n", parent="llmops.dev/trainingjob=j")[0]["status"] == failed
+    pod["metadata"]["resourceVersion"] = "5"
+    assert cache.observe({"type": "MODIFIED", "object": copy.deepcopy(pod)}) is False
+    assert cache.observe({"type": "DELETED", "object": copy.deepcopy(pod)}) is True
+
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "j", "namespace": "n", "labels": labels, "resourceVersion": "1"},
+        "status": {"conditions": [{"type": "Created", "status": "True"}], "lastReconcileTime": "t1"},
+    }
+    assert cache.observe({"type": "ADDED", "object": copy.deepcopy(job)}) is True
+    job["metadata"]["resourceVersion"], job["status"]["lastReconcileTime"] = "2", "t2"
+    job["status"]["replicaStatuses"] = {"Master": {"active": 1}}
+    assert cache.observe({"type": "MODIFIED", "object": copy.deepcopy(job)}) is False
+    job["status"]["conditions"].append({"type": "Running", "status": "True"})
+    assert cache.observe({"type": "MODIFIED", "object": copy.deepcopy(job)}) is True
+    assert cache.seen("kubeflow.org/v1", "PyTorchJob", "n", "j")["status"] == {
+        "conditions": job["status"]["conditions"]
+    }
+    cache.clear()
 
 
 @pytest.mark.parametrize("kind", ["HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment"])

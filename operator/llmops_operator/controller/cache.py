@@ -15,7 +15,9 @@ this process.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
+from collections.abc import Iterator
 from typing import Any
 
 Key = tuple[str, str, str, str]
@@ -23,6 +25,7 @@ Bucket = tuple[str, str, str]  # (apiVersion, kind, namespace)
 # name -> (the parent it belongs to as "label=value", or "", the compacted object, serialised)
 _store: dict[Bucket, dict[str, tuple[str, bytes]]] = {}
 flags: dict[str, bool] = {}  # facts learnt once per run, e.g. that the PyTorchJob CRD is served
+_creating: set[Key] = set()  # children whose create is in flight (``creating``)
 PARENT_LABELS = ("llmops.dev/trainingjob", "llmops.dev/inferenceendpoint")
 
 
@@ -44,28 +47,41 @@ WATCHED = {
 
 
 # Children whose status no pass reads (the endpoint mirrors its Deployment, not its autoscaler):
-# without their status and resourceVersion in the cache, the controllers' status updates, one or two
-# per object as the cluster settles, leave the entry as it was and start no pass (``observe``).
+# without their status in the cache, the controllers' status updates, one or two per object as the
+# cluster settles, leave the entry as it was and start no pass (``observe``).
 STATUS_UNREAD = {"HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"}
+# Of a PyTorchJob's status a pass reads its phase (conditions) and times; Kubeflow rewrites
+# ``lastReconcileTime`` and ``replicaStatuses`` on its own schedule.
+PYTORCHJOB_STATUS_READ = ("conditions", "startTime", "completionTime")
+
+
+def unread(obj: dict[str, Any]) -> bool:
+    """Whether no pass reads ``obj`` at all, so the cache does not hold it: a training pod until it
+    fails (retries read failed pods alone). Its creation, scheduling and progress are then not news."""
+    return obj.get("kind") == "Pod" and (obj.get("status") or {}).get("phase") != "Failed"
 
 
 def compact(obj: dict[str, Any]) -> dict[str, Any]:
-    """``obj`` without what no reconcile reads: ``metadata.managedFields`` (other writers' field
-    ownership), a Pod's spec (retries read its labels and status), a PyTorchJob's spec beyond
-    ``runPolicy`` (created once, never compared; only ``runPolicy`` follows the TrainingJob), and the
-    status and resourceVersion of :data:`STATUS_UNREAD` kinds."""
+    """``obj`` as far as a reconcile reads it, so that an event which changes nothing read leaves the
+    entry equal (``observe``). Dropped: ``metadata.managedFields`` (other writers' field ownership)
+    and ``resourceVersion`` (nothing reads it; a watch resumes from its event's), a Pod's spec
+    (retries read a failed pod's labels and status), a PyTorchJob's spec beyond ``runPolicy``
+    (created once, never compared; only ``runPolicy`` follows the TrainingJob) and its status beyond
+    :data:`PYTORCHJOB_STATUS_READ`, and the status of :data:`STATUS_UNREAD` kinds."""
     out = dict(obj)
-    kind, spec = out.get("kind"), out.get("spec")
-    dropped = ("managedFields", "resourceVersion") if kind in STATUS_UNREAD else ("managedFields",)
+    kind, spec, status = out.get("kind"), out.get("spec"), out.get("status")
     meta = out.get("metadata")
-    if isinstance(meta, dict) and any(k in meta for k in dropped):
-        out["metadata"] = {k: v for k, v in meta.items() if k not in dropped}
+    if isinstance(meta, dict) and ("managedFields" in meta or "resourceVersion" in meta):
+        out["metadata"] = {k: v for k, v in meta.items() if k not in ("managedFields", "resourceVersion")}
     if kind in STATUS_UNREAD:
         out.pop("status", None)
     if kind == "Pod":
         out.pop("spec", None)
-    elif kind == "PyTorchJob" and isinstance(spec, dict):
-        out["spec"] = {"runPolicy": spec["runPolicy"]} if "runPolicy" in spec else {}
+    elif kind == "PyTorchJob":
+        if isinstance(spec, dict):
+            out["spec"] = {"runPolicy": spec["runPolicy"]} if "runPolicy" in spec else {}
+        if isinstance(status, dict):
+            out["status"] = {k: status[k] for k in PYTORCHJOB_STATUS_READ if k in status}
     return out
 
 
@@ -91,11 +107,23 @@ def remember(obj: dict[str, Any] | None) -> None:
         _store.setdefault((av, kind, ns), {})[name] = _encode(obj)
 
 
-def forget(obj: dict[str, Any] | Key) -> None:
+@contextlib.contextmanager
+def creating(child: dict[str, Any]) -> Iterator[None]:
+    """Mark our create of ``child`` in flight: a watch event that adds it meanwhile is the echo of
+    that create, which the pass making it reads from the response, so it starts no second pass."""
+    key = key_of(child)
+    _creating.add(key)
+    try:
+        yield
+    finally:
+        _creating.discard(key)
+
+
+def forget(obj: dict[str, Any] | Key) -> bool:
+    """Drop an entry; True when there was one."""
     av, kind, ns, name = obj if isinstance(obj, tuple) else key_of(obj)
     bucket = _store.get((av, kind, ns))
-    if bucket is not None:
-        bucket.pop(name, None)
+    return bucket is not None and bucket.pop(name, None) is not None
 
 
 def seen(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -128,18 +156,22 @@ def of_kind(
 
 
 def observe(event: dict[str, Any]) -> bool:
-    """Feed one watch event; False when it tells nothing new (e.g. the echo of our own create)."""
+    """Feed one watch event; False when it tells nothing new (the echo of our own create or apply,
+    a change to what no pass reads)."""
     obj = event.get("object") or {}
-    if event.get("type") == "DELETED":
-        forget(obj)
-        return True
+    if event.get("type") == "DELETED" or unread(obj):
+        return forget(obj)  # news only if it was held
     av, kind, ns, name = key_of(obj)
     bucket = _store.setdefault((av, kind, ns), {})
-    entry = _encode(obj)
-    if bucket.get(name) == entry:
+    old, parent, kept = bucket.get(name), _parent(obj), compact(obj)
+    entry = (parent, marshal.dumps(kept))
+    # Equal bytes mean equal objects, but not the reverse: marshal flags a string that is referenced
+    # elsewhere (json's decoder shares a key such as "type" between a watch event's envelope and its
+    # object), so the echo of our own create can differ from its response in bytes alone.
+    if old is not None and (old == entry or (old[0] == parent and marshal.loads(old[1]) == kept)):
         return False
     bucket[name] = entry
-    return True
+    return old is not None or (av, kind, ns, name) not in _creating
 
 
 def size() -> tuple[int, int]:
@@ -151,3 +183,4 @@ def size() -> tuple[int, int]:
 def clear() -> None:
     _store.clear()
     flags.clear()
+    _creating.clear()

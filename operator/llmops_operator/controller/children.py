@@ -156,7 +156,8 @@ async def ensure(
         current = await kube.get(url_of(child))
     if current is None:
         try:
-            created = await kube.create(url_of(child, named=False), child)
+            with cache.creating(child):
+                created = await kube.create(url_of(child, named=False), child)
             cache.remember(created)
             return "created", created
         except kube.ApiError as e:
