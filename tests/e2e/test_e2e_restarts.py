@@ -42,6 +42,7 @@ def test_retryable_exits_are_counted_and_the_budget_ends_the_job(cluster):
     first = next_pod(core, ns, "budget")
     exit_pod(core, ns, first.metadata.name, 143)  # preempted: checkpointed on SIGTERM
     second = next_pod(core, ns, "budget", after=first.metadata.uid)
+    assert second.metadata.name == first.metadata.name  # replaced under its name: retries go by uid
     retries = wait(
         lambda: (tj(custom, ns, "budget").get("status") or {}).get("retries"), 60, "a retry recorded"
     )

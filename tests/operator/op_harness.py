@@ -40,6 +40,8 @@ class FaultyEmulator(LeanEmulator):
     # (ours and kopf's), and kopf, met with one on its own patch, waits for the object's next event.
     patch_conflicts: bool = True
     log: list[tuple[str, str, str]]
+    # the operator's requests to a path held until its event is set (a pass kept in flight)
+    hold: dict[str, asyncio.Event]
 
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
         agent = request.headers.get("User-Agent", "")
@@ -48,6 +50,8 @@ class FaultyEmulator(LeanEmulator):
         from_operator = TEST_AGENT not in agent
         if from_operator:
             self.log.append((method, path, query))
+            if path in self.hold:
+                await self.hold[path].wait()
         if from_operator and self.faults and method != "GET":
             r = random.random()
             if r < self.faults / 2:
@@ -188,7 +192,7 @@ async def running(
 ) -> AsyncIterator[tuple[Cluster, Operator, FaultyEmulator]]:
     logging.getLogger("kopf").setLevel(logging.WARNING)
     emulator = FaultyEmulator()
-    emulator.log = []
+    emulator.log, emulator.hold = [], {}
     declare(emulator, pytorchjobs)
     async with emulator, kmock.Server(emulator) as server:
         cluster = Cluster(emulator, str(server.url))

@@ -152,6 +152,39 @@ def test_status_changes_no_pass_reads_are_not_news():
     cache.clear()
 
 
+def test_a_failed_pod_deleted_or_replaced_is_kept_until_a_pass_reads_it():
+    """Kubeflow deletes a pod that exits retryably and creates its replacement under the same name.
+    The failed pod stays readable, as gone, until its parent's pass settles it; a relist that no
+    longer finds it keeps it too."""
+    cache.clear()
+    parent = "llmops.dev/trainingjob=j"
+    terminated = {"name": "pytorch", "state": {"terminated": {"exitCode": 143}}}
+
+    def pod(uid, phase):
+        meta = {"name": "j-master-0", "namespace": "n", "uid": uid, "labels": {"llmops.dev/trainingjob": "j"}}
+        status = {"phase": phase, "containerStatuses": [terminated] if phase == "Failed" else []}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "status": status}
+
+    assert cache.observe({"type": "MODIFIED", "object": pod("a", "Failed")}) is True
+    assert cache.observe({"type": "DELETED", "object": pod("a", "Failed")}) is True
+    assert cache.observe({"type": "DELETED", "object": pod("a", "Failed")}) is False
+    assert cache.observe({"type": "ADDED", "object": pod("b", "Pending")}) is False
+    assert [p["metadata"]["uid"] for p in cache.gone("n", parent)] == ["a"]
+    assert cache.observe({"type": "MODIFIED", "object": pod("b", "Failed")}) is True
+    # the watch missed b's deletion; the relist finds its replacement c under the same name
+    assert cache.observe({"type": "MODIFIED", "object": pod("c", "Running")}) is True
+    read = cache.gone("n", parent)
+    assert [p["metadata"]["uid"] for p in read] == ["a", "b"]
+    assert cache.of_kind("v1", "Pod", "n") == []
+    assert cache.observe({"type": "MODIFIED", "object": pod("c", "Failed")}) is True
+    assert cache.observe({"type": "DELETED", "object": pod("c", "Failed")}) is True  # after the read
+    cache.settle("n", parent, read)
+    assert [p["metadata"]["uid"] for p in cache.gone("n", parent)] == ["c"]
+    cache.settle("n", parent)  # the job is deleted or finished
+    assert cache.gone("n", parent) == []
+    cache.clear()
+
+
 @pytest.mark.parametrize("kind", ["HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment"])
 def test_a_status_update_is_news_only_for_children_whose_status_a_pass_reads(kind):
     """The autoscaler's, budget's and Service's status updates start no pass; a Deployment's do (the

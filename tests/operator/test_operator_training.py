@@ -19,7 +19,7 @@ from op_harness import (
 
 from llmops_core import api
 from llmops_operator import render
-from llmops_operator.controller import settings
+from llmops_operator.controller import cache, settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -395,3 +395,52 @@ async def test_a_job_too_big_for_its_accelerators_is_flagged_before_any_pod(poli
             assert stalled["reason"] == "InsufficientAcceleratorMemory"
             await asyncio.sleep(2)
             assert await cluster.get(*PTJ, "big") is None
+
+
+async def test_a_retry_is_counted_though_its_pod_went_before_the_pass_ran():
+    """Kubeflow replaces a pod that exits retryably at once, under the same name. Under load the pass
+    its failure starts may run only after that (a pass of the job is still writing, every slot is
+    busy): the failure must still count against the retry budget."""
+    async with running() as (cluster, _op, emu):
+        await cluster.create(training_job("busy", runPolicy={"backoffLimit": 1}))
+        await eventually(lambda: cluster.get(*PTJ, "busy"), what="the PyTorchJob")
+        labels = {
+            "app.kubernetes.io/managed-by": "llmops-operator",
+            "app.kubernetes.io/component": "training",
+            "llmops.dev/trainingjob": "busy",
+        }
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "busy-master-0", "labels": labels}}
+        first = await cluster.create({**pod, "status": {"phase": "Running"}})
+        written = len(emu.log)
+        status_path = f"/apis/{TJ_API[0]}/namespaces/default/{TJ_API[1]}/busy/status"
+        emu.hold[status_path] = gate = asyncio.Event()
+        running_ = [{"type": "Running", "status": "True"}]
+        await cluster.patch(*PTJ, "busy", {"status": {"conditions": running_}}, sub="status")
+
+        async def writing():  # a pass holds the job's turn, its status write kept waiting
+            return any(m == "PATCH" and p == status_path for m, p, _ in emu.log[written:])
+
+        await eventually(writing, what="a pass writing status")
+        exited = {"name": "pytorch", "state": {"terminated": {"exitCode": 143, "reason": "Error"}}}
+        failed = {"phase": "Failed", "containerStatuses": [exited]}
+        await cluster.patch("v1", "pods", "busy-master-0", {"status": failed}, sub="status")
+        await cluster.delete("v1", "pods", "busy-master-0")  # Kubeflow's replacement, same name
+        second = await cluster.create({**pod, "status": {"phase": "Pending"}})
+        await asyncio.sleep(1)  # the watch has brought the failure, the deletion and the new pod
+        gate.set()
+
+        async def counted():
+            return (await get_status(cluster, TJ_API, "busy")).get("retries")
+
+        retried = await eventually(counted, timeout=10, what="the retry counted")
+        assert [(r["uid"], r["exitCode"]) for r in retried] == [(first["metadata"]["uid"], 143)]
+        # the replacement exits retryably too: past backoffLimit 1, the job fails
+        await cluster.patch("v1", "pods", "busy-master-0", {"status": failed}, sub="status")
+
+        async def exhausted():
+            st = await get_status(cluster, TJ_API, "busy")
+            return st.get("phase") == "Failed" and st
+
+        st = await eventually(exhausted, timeout=10, what="the retry budget spent")
+        assert [r["uid"] for r in st["retries"]] == [first["metadata"]["uid"], second["metadata"]["uid"]]
+        assert cache.gone("default", "llmops.dev/trainingjob=busy") == []  # read, so not kept

@@ -26,6 +26,10 @@ Bucket = tuple[str, str, str]  # (apiVersion, kind, namespace)
 _store: dict[Bucket, dict[str, tuple[str, bytes]]] = {}
 flags: dict[str, bool] = {}  # facts learnt once per run, e.g. that the PyTorchJob CRD is served
 _creating: set[Key] = set()  # children whose create is in flight (``creating``)
+# Failed training pods gone before a pass of their parent read them, by (namespace, parent) and uid.
+# Kubeflow replaces a pod that exits retryably at once, under the same name; when every pass slot is
+# busy, the pass its failure started runs after that. Kept until a pass has read them (``settle``).
+_gone: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
 PARENT_LABELS = ("llmops.dev/trainingjob", "llmops.dev/inferenceendpoint")
 
 
@@ -155,12 +159,38 @@ def of_kind(
     ]
 
 
+def _retire(obj: dict[str, Any], deleted: bool) -> bool:
+    """Move a held (so failed) pod to ``_gone`` when it is deleted or replaced under its name."""
+    held = seen(*key_of(obj)) if obj.get("kind") == "Pod" else None
+    uid = ((held or {}).get("metadata") or {}).get("uid")
+    if held is None or (not deleted and uid == (obj.get("metadata") or {}).get("uid")):
+        return False
+    forget(held)
+    _gone.setdefault((key_of(held)[2], _parent(held)), {})[uid or ""] = held
+    return True
+
+
+def gone(namespace: str, parent: str) -> list[dict[str, Any]]:
+    """The failed pods of ``parent`` (``"label=value"``) that are gone but not yet read by its pass."""
+    return list(_gone.get((namespace, parent), {}).values())
+
+
+def settle(namespace: str, parent: str, pods: list[dict[str, Any]] | None = None) -> None:
+    """A pass of ``parent`` has read these gone pods (None: all; the parent is gone or finished)."""
+    held = _gone.get((namespace, parent), {})
+    for pod in held.copy().values() if pods is None else pods:
+        held.pop((pod.get("metadata") or {}).get("uid") or "", None)
+    if not held:
+        _gone.pop((namespace, parent), None)
+
+
 def observe(event: dict[str, Any]) -> bool:
     """Feed one watch event; False when it tells nothing new (the echo of our own create or apply,
     a change to what no pass reads)."""
     obj = event.get("object") or {}
+    retired = _retire(obj, event.get("type") == "DELETED")
     if event.get("type") == "DELETED" or unread(obj):
-        return forget(obj)  # news only if it was held
+        return forget(obj) or retired  # news only if it was held
     av, kind, ns, name = key_of(obj)
     bucket = _store.setdefault((av, kind, ns), {})
     old, parent, kept = bucket.get(name), _parent(obj), compact(obj)
@@ -171,7 +201,7 @@ def observe(event: dict[str, Any]) -> bool:
     if old is not None and (old == entry or (old[0] == parent and marshal.loads(old[1]) == kept)):
         return False
     bucket[name] = entry
-    return old is not None or (av, kind, ns, name) not in _creating
+    return retired or old is not None or (av, kind, ns, name) not in _creating
 
 
 def size() -> tuple[int, int]:
@@ -184,3 +214,4 @@ def clear() -> None:
     _store.clear()
     flags.clear()
     _creating.clear()
+    _gone.clear()

@@ -52,8 +52,7 @@ async def _relist(api_version: str, plural: str, kind: str, ns: str | None, on_c
             await on_change(obj)
     for key in known:
         obj = cache.seen(*key) if key not in seen else None
-        if obj is not None:
-            cache.forget(key)
+        if obj is not None and cache.observe({"type": "DELETED", "object": obj}):
             await on_change(obj)
     return version
 

@@ -86,10 +86,13 @@ async def reconcile(
 async def _reconcile(ns: str, name: str, verify: bool, spec_changed: bool) -> bool:
     loaded = await load_parent(API_VERSION, "trainingjobs", KIND, ns, name)
     if loaded is None:
+        if cache.seen(API_VERSION, KIND, ns, name) is None:  # deleted: its failed pods go with it
+            cache.settle(ns, f"{LABEL}={name}")
         return False
     body, tj = loaded
     assert isinstance(tj, api.TrainingJob)
     if (body.get("status") or {}).get("phase") in FINAL:
+        cache.settle(ns, f"{LABEL}={name}")  # a finished job counts no more retries
         return False
     if not cache.flags.get("pytorchjob-crd"):
         cache.flags["pytorchjob-crd"] = await kube.served(*PYTORCHJOB)
@@ -171,7 +174,9 @@ async def _status(
     phase = conditions.pytorchjob_phase(job_status)
     busy = any(a in ("created", "updated") for a in actions.values())
     problem = problems.condition()
-    pods = cache.of_kind("v1", "Pod", ns, parent=f"{LABEL}={name}")
+    parent = f"{LABEL}={name}"
+    gone = cache.gone(ns, parent)  # failed and replaced before this pass: they count too
+    pods = cache.of_kind("v1", "Pod", ns, parent=parent) + gone
     retried = retries.updated(old.get("retries") or [], pods)
     limit = tj.spec.run_policy.backoff_limit
     failure = None
@@ -235,6 +240,7 @@ async def _status(
     if prog is not None:
         new["progress"] = prog
     await status.write(body, new)
+    cache.settle(ns, parent, gone)
     if fit.is_news(body, fits):
         events.post(body, fit.MISFIT, fits[2], warning=True)
     if problem and problem != _stalled_as(old):
