@@ -51,6 +51,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 import argparse
 import asyncio
 import collections
+import contextlib
 import datetime
 import email.utils
 import json
@@ -313,7 +314,7 @@ async def real_baseline(n: int, cleanup: float | None) -> tuple[float, float]:
         t0, cpu0 = time.perf_counter(), _cpu()
         await gather_limited(kube.create(children.url_of(c, named=False), c) for c in kids)
         elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
-        await served_since(served, "baseline")
+        await served_since(served, "baseline", elapsed)
     finally:
         if cleanup is not None:
             await delete_namespace(ns, cleanup)
@@ -337,31 +338,65 @@ async def delete_namespace(ns: str, timeout: float) -> None:
         await asyncio.sleep(2)
 
 
+# The control plane's processes by their /proc name (15 characters at most), for the CPU they spend.
+COMPONENTS = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok-controller", "training-operat")
+# ClusterIP allocations (count, seconds): the API server makes them one at a time (see the docs page)
+ALLOCATIONS = "kube_apiserver_clusterip_allocator_allocation_duration_seconds_"
+
+
 def api_requests() -> collections.Counter[str]:
-    """The API server's requests served so far, by "VERB resource[/subresource]" (its /metrics)."""
+    """The API server's requests served so far, by "VERB resource[/subresource]" (its /metrics), and,
+    under keys starting "~", its ClusterIP allocations, their milliseconds, and the CPU milliseconds of
+    this machine (busy, idle) and of each control-plane process running on it."""
     with open_url(kube.from_environment(), "/metrics", timeout=60) as resp:
         text = resp.read().decode()
     counts: collections.Counter[str] = collections.Counter()
     for line in text.splitlines():
+        value = float(line.rsplit(" ", 1)[-1]) if line[:1].isalpha() else 0.0
         if line.startswith("apiserver_request_total{"):
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
             what = "/".join(x for x in (labels.get("resource"), labels.get("subresource")) if x)
-            counts[f"{labels.get('verb')} {what}"] += int(float(line.rsplit(" ", 1)[1]))
+            counts[f"{labels.get('verb')} {what}"] += int(value)
+        elif line.startswith(ALLOCATIONS + "count"):
+            counts["~allocations"] += int(value)
+        elif line.startswith(ALLOCATIONS + "sum"):
+            counts["~allocation ms"] += int(value * 1000)
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    counts["~busy ms"] += (sum(cpu) - cpu[3] - cpu[4]) * 1000 // tick
+    counts["~idle ms"] += (cpu[3] + cpu[4]) * 1000 // tick
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            name, fields = stat.read_text()[:-1].split("(", 1)[1].rsplit(") ", 1)
+            if name in COMPONENTS:
+                fields = fields.split()
+                counts[f"~{name}"] += (int(fields[11]) + int(fields[12])) * 1000 // tick
     return counts
 
 
 async def served_since(
-    before: collections.Counter[str] | None = None, side: str = ""
+    before: collections.Counter[str] | None = None, side: str = "", elapsed: float = 0.0
 ) -> collections.Counter[str] | None:
     """With BENCH_VERBOSE: the API server's request counts now; given ``before``, print what a side
-    made the server serve since then (its own requests and the controllers' work they caused)."""
+    made the server serve since then (its own requests and the controllers' work they caused), how
+    long the API server spent allocating Service IPs in the side's ``elapsed`` seconds, and the CPU
+    the machine and the control plane spent meanwhile."""
     if not os.environ.get("BENCH_VERBOSE"):
         return None
     now = await asyncio.to_thread(api_requests)
     if before is not None:
         served = now - before
-        top = ", ".join(f"{what} {n}" for what, n in served.most_common(30))
-        print(f"{side}: API requests {sum(served.values())} in all; {top}", file=sys.stderr)
+        requests = collections.Counter({k: v for k, v in served.items() if not k.startswith("~")})
+        top = ", ".join(f"{what} {n}" for what, n in requests.most_common(30))
+        print(f"{side}: API requests {sum(requests.values())} in all; {top}", file=sys.stderr)
+        allocating = served["~allocation ms"] / 1000
+        cpu = ", ".join(f"{name} {served['~' + name] / 1000:.1f}" for name in COMPONENTS)
+        print(
+            f"{side}: {served['~allocations']} Service IPs allocated, one at a time, in {allocating:.1f} s "
+            f"({allocating / max(elapsed, 1e-9):.0%} of the clock); CPU seconds: the machine busy "
+            f"{served['~busy ms'] / 1000:.0f}, idle {served['~idle ms'] / 1000:.0f}; {cpu}",
+            file=sys.stderr,
+        )
     return now
 
 
@@ -470,7 +505,7 @@ async def real_with_operator(
         cpu = {"emulator_cpu_s": _cpu() - cpu0, "operator_cpu_s": _cpu(proc.pid) - op_cpu0}
         rss = peak_rss_kib(proc.pid)
         stop = await asyncio.to_thread(server_time)
-        await served_since(served, "operator")
+        await served_since(served, "operator", elapsed)
         last = await children_created(ns, rendered, stop)
         if served is not None:
             print(
