@@ -35,8 +35,10 @@ exist, created no later than the server's clock when the last parent reported (w
 Watching every child kind as well cost this process 10-14 s of CPU inside the operator's clock, on
 the cores the API server needs, which the baseline's clock never held (docs/benchmarks-operator.md).
 With ``BENCH_VERBOSE=1`` it also prints the API server's requests during each side's clock, by verb
-and resource (``apiserver_request_total`` from its ``/metrics``, read before and after), and every
-10 s of the operator's side the reconciled parents seen so far and the operator's CPU.
+and resource (``apiserver_request_total`` from its ``/metrics``, read before and after), the time it
+spent allocating Service IPs (one at a time: both sides' clocks are nearly all that), the CPU of the
+machine and of each control-plane process on it, and every 10 s of the operator's side the reconciled
+parents seen so far and the operator's CPU.
 """
 
 # ruff: noqa: E402
@@ -339,7 +341,14 @@ async def delete_namespace(ns: str, timeout: float) -> None:
 
 
 # The control plane's processes by their /proc name (15 characters at most), for the CPU they spend.
-COMPONENTS = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok-controller", "training-operat")
+COMPONENTS = (
+    "kube-apiserver",
+    "etcd",
+    "kube-controller",
+    "kube-scheduler",
+    "kwok-controller",
+    "training-operat",
+)
 # ClusterIP allocations (count, seconds): the API server makes them one at a time (see the docs page)
 ALLOCATIONS = "kube_apiserver_clusterip_allocator_allocation_duration_seconds_"
 
