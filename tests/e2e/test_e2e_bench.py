@@ -40,3 +40,8 @@ def test_operator_bench_on_the_real_api_server():
     assert re.search(r"^operator: children \d+s \(server clock\), status [\d.]+s$", out.stderr, re.M)
     # both sides start with the parents made: neither clock holds their creation
     assert "POST trainingjobs" not in counts["baseline"] and "POST trainingjobs" not in counts["operator"]
+    # each side's Service IP allocations (the API server's, one at a time) and the control plane's CPU
+    for side in ("baseline", "operator"):
+        allocated = rf"^{side}: (\d+) Service IPs allocated, one at a time, .* kube-apiserver [\d.]+,"
+        found = re.search(allocated, out.stderr, re.M)
+        assert found and int(found[1]) >= 3, out.stderr[-2000:]  # the 3 endpoints' Services
