@@ -66,6 +66,47 @@ def test_the_operator_process_tunes_the_garbage_collector():
     assert python(code).strip() == "(2000, 10, 10) True ['a']"
 
 
+def test_the_operator_process_runs_on_uvloop():
+    """``run`` gives kopf uvloop's event loop (compiled transports and TLS; controller/run.py says why)."""
+    code = (
+        "import asyncio, kopf\n"
+        "from llmops_operator.controller import run\n"
+        "kopf.run = lambda loop, **kw: print(type(loop).__module__, loop.is_running())\n"
+        "run.run(namespaces=['a'])\n"
+    )
+    assert python(code).split() == ["uvloop", "False"]
+
+
+def test_the_diff_base_is_kopfs_essence_without_copying_status():
+    """kopf diffs this essence to tell an update from a status write: ours must equal kopf's own."""
+
+    class KopfDefault(kopf.DiffBaseStorage):
+        def fetch(self, *, body: kopf.Body) -> None: ...
+
+        def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: object) -> None: ...
+
+    raw = {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {
+            "name": "a",
+            "uid": "u",
+            "generation": 3,
+            "labels": {"team": "x"},
+            "annotations": {"note": "y", "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+            "managedFields": [{"manager": "kubectl"}],
+        },
+        "spec": {"model": {"layers": [1, 2]}},
+        "status": {"phase": "Running"},
+    }
+    body = kopf.Body(raw)
+    ours = kopfstate.MemoryDiffBase().build(body=body)
+    assert ours == KopfDefault().build(body=body)
+    assert ours == {"spec": raw["spec"], "metadata": {"labels": {"team": "x"}, "annotations": {"note": "y"}}}
+    ours["spec"]["model"]["layers"].append(3)  # a copy: the body is untouched
+    assert raw["spec"]["model"]["layers"] == [1, 2]
+
+
 def test_kopf_lines_per_handler_only_with_verbose():
     """kopf's "Handler ... succeeded" (a line per watch event) is dropped unless --verbose; its warnings stay."""
     code = (

@@ -24,6 +24,16 @@ _bases: dict[str, bytes] = {}  # uid -> the essence kopf last handled, serialise
 
 
 class MemoryDiffBase(kopf.DiffBaseStorage):
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        """kopf's essence, built from what it keeps: kopf deep-copies the whole body first, status and
+        ``managedFields`` included, on every watch event of every parent (most of them the echoes of
+        our own status writes), then drops both."""
+        if extra_fields:
+            return super().build(body=body, extra_fields=extra_fields)
+        meta = body.get("metadata") or {}
+        kept = {k: meta[k] for k in ("labels", "annotations") if k in meta}
+        return super().build(body={**{k: v for k, v in body.items() if k != "status"}, "metadata": kept})
+
     def fetch(self, *, body: kopf.Body) -> Any:
         raw = _bases.get(body.metadata.uid or "")
         return None if raw is None else marshal.loads(raw)

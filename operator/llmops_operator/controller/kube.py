@@ -9,12 +9,12 @@ current kubeconfig); kopf logs in with the same details (see ``handlers.login``)
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 
 from .connection import Connection, from_environment, ssl_context
 
@@ -141,17 +141,24 @@ async def request(
 
 async def _request(method: str, url: str, body: Any, params: dict[str, str] | None, content_type: str) -> Any:
     _record(method, url, params)
-    headers = {"Content-Type": content_type} if method == "PATCH" else {}
-    async with _session().request(method, url.lstrip("/"), json=body, params=params, headers=headers) as resp:
+    data = None if body is None else orjson.dumps(body)
+    headers = {"Content-Type": content_type if method == "PATCH" else "application/json"} if data else {}
+    async with _session().request(method, url.lstrip("/"), data=data, params=params, headers=headers) as resp:
         logger.debug("%s %s -> %s", method, url, resp.status)
-        try:
-            data = await resp.json(content_type=None)
-        except (ValueError, aiohttp.ContentTypeError):
-            data = None
+        data = _decode(await resp.read())
         if resp.status >= 400:
             data = data if isinstance(data, dict) else {}
             raise ApiError(resp.status, data.get("reason", resp.reason or ""), data.get("message", ""))
         return data
+
+
+def _decode(raw: bytes) -> Any:
+    """A response body's JSON, or None (empty, or not JSON). orjson, not ``json``: decoding what the
+    API server sends was a tenth of the operator's CPU, and orjson takes a quarter of the time."""
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
 
 
 async def get(url: str) -> dict[str, Any] | None:
@@ -223,7 +230,7 @@ async def watch(
         async for line in resp.content:
             if not line.strip():
                 continue
-            event = json.loads(line)
+            event = orjson.loads(line)
             if event.get("type") == "ERROR":
                 if (event.get("object") or {}).get("code") == 410:
                     raise Gone()
