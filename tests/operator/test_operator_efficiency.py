@@ -332,7 +332,7 @@ async def test_lean_emulator_answers_like_a_kubernetes_api():
 
 async def test_child_lists_and_watches_are_filtered_by_the_api_server():
     """Every child kind is listed and watched with our label selector, so the operator never receives
-    the cluster's other ConfigMaps, Services, Deployments or pods."""
+    the cluster's other ConfigMaps, Services, Deployments or pods; and training pods only once failed."""
     async with running() as (cluster, _op, emu):
         await cluster.create(training_job("tiny"))
         await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
@@ -347,8 +347,10 @@ async def test_child_lists_and_watches_are_filtered_by_the_api_server():
         assert kinds == CHILD_PLURALS, kinds  # each kind listed/watched
         ours = "app.kubernetes.io/managed-by=llmops-operator"
         for path, query in reads:
-            wanted = f"{ours},app.kubernetes.io/component=training" if path.endswith("/pods") else ours
+            pods = path.endswith("/pods")
+            wanted = f"{ours},app.kubernetes.io/component=training" if pods else ours
             assert query.get("labelSelector") == [wanted], path
+            assert query.get("fieldSelector") == (["status.phase=Failed"] if pods else None), path
 
 
 CHILD_PLURALS = {

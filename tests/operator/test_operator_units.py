@@ -260,8 +260,8 @@ async def test_a_relist_after_a_gap_reports_children_deleted_meanwhile(monkeypat
     cache.remember(gone)
     cache.remember(kept)
 
-    async def list_page(url, selector):
-        assert selector == informer.SELECTOR  # every child kind but pods
+    async def list_page(url, selector, fields):
+        assert (selector, fields) == (informer.SELECTOR, None)  # every child kind but pods
         return [dict(kept)], "42"
 
     monkeypatch.setattr(kube, "list_page", list_page)
@@ -282,7 +282,7 @@ async def test_a_relist_keeps_children_created_while_it_was_in_flight(monkeypatc
     cache.clear()
     new = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "new"}}
 
-    async def list_page(url, selector):
+    async def list_page(url, selector, fields):
         cache.remember(new)  # created by a pass while the list was in flight
         return [], "43"
 

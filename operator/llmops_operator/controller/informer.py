@@ -29,8 +29,12 @@ CHILDREN = [
     ("v1", "configmaps", "ConfigMap"),
     ("v1", "pods", "Pod"),  # training pods (our labels ride on the template): exit codes, retries
 ]
-# Pods: only the trainer's; an endpoint's pods say nothing its Deployment's status does not.
+# Pods: only the trainer's; an endpoint's pods say nothing its Deployment's status does not. And only
+# failed ones, the only pods a pass reads (``cache.unread``): the API server then sends a pod when it
+# fails and when it goes, not each step of every pod's scheduling and start, which we would decode
+# only to drop.
 SELECTORS = {"Pod": f"{SELECTOR},app.kubernetes.io/component=training"}
+FIELDS = {"Pod": "status.phase=Failed"}
 OnChange = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -42,7 +46,8 @@ async def _relist(api_version: str, plural: str, kind: str, ns: str | None, on_c
     those would cost a pass, a 409 and a GET each.
     """
     known = cache.keys(api_version, kind, ns)
-    items, version = await kube.list_page(kube.path(api_version, plural, ns), SELECTORS.get(kind, SELECTOR))
+    url = kube.path(api_version, plural, ns)
+    items, version = await kube.list_page(url, SELECTORS.get(kind, SELECTOR), FIELDS.get(kind))
     seen = set()
     for obj in items:
         obj.setdefault("apiVersion", api_version)
@@ -65,7 +70,8 @@ async def inform(api_version: str, plural: str, kind: str, ns: str | None, on_ch
             version = await _relist(api_version, plural, kind, ns, on_change)
             while True:  # each watch request ends after its timeout; resume where it stopped
                 timeout = TUNABLES.watch_timeout_seconds
-                async for event in kube.watch(url, version, SELECTORS.get(kind, SELECTOR), timeout):
+                selector = SELECTORS.get(kind, SELECTOR)
+                async for event in kube.watch(url, version, selector, timeout, FIELDS.get(kind)):
                     obj = event.get("object") or {}
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
                     if event.get("type") == "BOOKMARK":

@@ -200,9 +200,15 @@ async def list_(url: str, label_selector: str | None = None) -> list[dict[str, A
     return (await list_page(url, label_selector))[0]
 
 
-async def list_page(url: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
+    return {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
+
+
+async def list_page(
+    url: str, label_selector: str | None = None, field_selector: str | None = None
+) -> tuple[list[dict[str, Any]], str]:
     """The items and the list's resourceVersion (where a watch resumes)."""
-    params = {"labelSelector": label_selector} if label_selector else None
+    params = _selectors(label_selector, field_selector) or None
     doc = await request("GET", url, params=params) or {}
     return doc.get("items", []), (doc.get("metadata") or {}).get("resourceVersion", "")
 
@@ -212,14 +218,17 @@ class Gone(Exception):
 
 
 async def watch(
-    url: str, resource_version: str, label_selector: str | None, timeout: int
+    url: str,
+    resource_version: str,
+    label_selector: str | None,
+    timeout: int,
+    field_selector: str | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Watch events after ``resource_version``, filtered by the API server, with bookmarks."""
     params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout)}
     if resource_version:
         params["resourceVersion"] = resource_version
-    if label_selector:
-        params["labelSelector"] = label_selector
+    params |= _selectors(label_selector, field_selector)
     _record("GET", url, params)
     read = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout + 30)
     async with _session(watch=True).get(url.lstrip("/"), params=params, timeout=read) as resp:
