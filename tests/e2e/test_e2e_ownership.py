@@ -50,6 +50,11 @@ def test_a_second_writer_keeps_its_fields_and_causes_no_repairs(cluster):
     assert not events(core, ns, "shared", "Repaired")
     managers = {m.manager for m in dep.metadata.managed_fields}
     assert {"llmops-operator", "other-controller"} <= managers
+    ie = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "inferenceendpoints", "shared")
+    # our status writes name us too, not the HTTP library
+    assert {m["manager"] for m in ie["metadata"]["managedFields"] if m.get("subresource") == "status"} == {
+        "llmops-operator"
+    }
 
 
 def test_a_same_named_object_is_never_adopted_and_survives_the_endpoint(cluster):

@@ -22,6 +22,7 @@ from llmops_operator import render
 from llmops_operator.controller import cache, settings
 
 pytestmark = pytest.mark.timeout(60)
+RUNNING_AT = "2026-01-01T00:20:00Z"
 
 CHILD_APIS = {
     "ServiceAccount": ("v1", "serviceaccounts"),
@@ -83,15 +84,18 @@ async def test_status_follows_the_pytorchjob_and_progress():
         await eventually(lambda: cluster.get(*PTJ, "tiny"), what="the PyTorchJob")
         running_conds = [
             {"type": "Created", "status": "True"},
-            {"type": "Running", "status": "True", "message": "running"},
+            {"type": "Running", "status": "True", "message": "running", "lastTransitionTime": RUNNING_AT},
         ]
-        await cluster.patch(*PTJ, "tiny", {"status": {"conditions": running_conds}}, sub="status")
+        # Kubeflow's startTime is when it accepted the job; ours is when it began running
+        job_status = {"conditions": running_conds, "startTime": "2026-01-01T00:00:00Z"}
+        await cluster.patch(*PTJ, "tiny", {"status": job_status}, sub="status")
 
         async def is_running():
             obj = await cluster.get(*TJ_API, "tiny")
             return obj["status"]["phase"] == "Running" and condition(obj, "Ready")["status"] == "True"
 
         await eventually(is_running, what="Running and Ready")
+        assert (await get_status(cluster, TJ_API, "tiny"))["startTime"] == RUNNING_AT
 
         data = {
             "step": "50",

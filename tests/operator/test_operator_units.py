@@ -65,6 +65,19 @@ def test_phase_does_not_depend_on_order(conds):
     assert conditions.pytorchjob_phase(job(*conds)) == "Failed"
 
 
+def test_a_job_started_when_it_began_running_not_when_kubeflow_accepted_it():
+    accepted = "2026-01-01T00:00:00Z"
+    ran = {"type": "Running", "status": "True", "lastTransitionTime": "2026-01-01T00:20:00Z"}
+    assert (
+        conditions.pytorchjob_started({"startTime": accepted, "conditions": [ran]})
+        == ran["lastTransitionTime"]
+    )
+    # finished before we saw it run (its Running condition now False): Kubeflow's is the nearest record
+    done = [{**ran, "status": "False", "lastTransitionTime": "2026-01-02T00:00:00Z"}]
+    assert conditions.pytorchjob_started({"startTime": accepted, "conditions": done}) == accepted
+    assert conditions.pytorchjob_started({}) is None
+
+
 def test_eta_from_tokens_per_second_then_step_rate():
     assert progress.eta(50, 200, 1024, 1024) == "2m30s"
     t0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)

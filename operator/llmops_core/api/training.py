@@ -272,7 +272,10 @@ class TrainingJobStatus(ApiModel):
     progress: Progress | None = None
     children: list[ChildRef] = Field(default_factory=list)
     output_location: str | None = None
-    start_time: str | None = None
+    start_time: str | None = Field(
+        None,
+        description="When the job began running (its PyTorchJob's Running condition), not when it was accepted.",
+    )
     completion_time: str | None = None
     retries: list[Retry] = Field(
         default_factory=list, description="Retryable pod failures so far, oldest first."

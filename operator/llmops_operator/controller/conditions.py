@@ -59,6 +59,17 @@ def pytorchjob_phase(job_status: dict[str, Any] | None) -> str:
     return "Pending"
 
 
+def pytorchjob_started(job_status: dict[str, Any] | None) -> str | None:
+    """When the job began running: its Running condition's turn to True. Kubeflow's own ``startTime``
+    is when it accepted the job, which may be long before any pod is scheduled; counted from there,
+    the ETA's mean step rate would take the wait for accelerators as slow training. Only a job first
+    seen finished (its Running condition turned False since) or restarting falls back to it."""
+    running = get((job_status or {}).get("conditions") or [], "Running")
+    if running and running.get("status") == "True":
+        return running.get("lastTransitionTime")
+    return (job_status or {}).get("startTime")
+
+
 def pytorchjob_message(job_status: dict[str, Any] | None, type_: str) -> str:
     c = get((job_status or {}).get("conditions") or [], type_)
     return (c or {}).get("message") or ""

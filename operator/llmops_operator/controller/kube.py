@@ -176,8 +176,9 @@ async def create(url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def patch(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch: for the few fields we change in place (status, ``runPolicy.suspend``)."""
-    return await request("PATCH", url, body)
+    """A JSON merge patch: for the few fields we change in place (status, ``runPolicy.suspend``), as
+    ``llmops-operator`` in ``managedFields`` (without it the API server names the client library)."""
+    return await request("PATCH", url, body, {"fieldManager": FIELD_MANAGER})
 
 
 async def apply(url: str, body: dict[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:

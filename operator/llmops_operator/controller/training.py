@@ -224,9 +224,9 @@ async def _status(
             **fit.condition(fits),
         ),
     }
-    start = job_status.get("startTime") or old.get("startTime")
+    start = old.get("startTime")
     if start is None and phase in ("Running", *FINAL):
-        start = conditions.now()
+        start = conditions.pytorchjob_started(job_status) or conditions.now()
     if start:
         new["startTime"] = start
     if phase in FINAL:
