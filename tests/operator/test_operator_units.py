@@ -382,3 +382,35 @@ async def test_open_watches_leave_connections_for_requests():
         await asyncio.gather(*watches, return_exceptions=True)
         await kube.close()
         await runner.cleanup()
+
+
+async def test_every_write_names_the_operator_as_its_client_and_field_manager():
+    """Audit logs and ``managedFields`` say "llmops-operator", not the HTTP library: the User-Agent,
+    and ``fieldManager`` on creates (Events included) and merge patches (status)."""
+    seen: list[tuple[str, str, str | None]] = []
+
+    async def record(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        seen.append((request.method, request.headers["User-Agent"], request.query.get("fieldManager")))
+        return aiohttp.web.json_response({})
+
+    app = aiohttp.web.Application()
+    app.router.add_route("*", "/{path:.*}", record)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
+    kube.configure(kube.Connection(server=f"http://127.0.0.1:{runner.addresses[0][1]}"))
+    parent = {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "j", "namespace": "n"},
+    }
+    try:
+        await kube.patch(kube.path("llmops.dev/v1alpha1", "trainingjobs", "n", "j", "status"), {"status": {}})
+        await events._write(parent, "Created", "created it", False)
+    finally:
+        await kube.close()
+        await runner.cleanup()
+    assert seen == [
+        ("PATCH", "llmops-operator", "llmops-operator"),
+        ("POST", "llmops-operator", "llmops-operator"),
+    ]

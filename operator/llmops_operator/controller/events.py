@@ -58,6 +58,6 @@ async def _write(body: dict[str, Any], reason: str, message: str, warning: bool)
         "count": 1,
     }
     try:
-        await kube.request("POST", kube.path("v1", "events", meta["namespace"]), event)
+        await kube.create(kube.path("v1", "events", meta["namespace"]), event)
     except (kube.ApiError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:  # refused, or no server
         logger.debug("event %s for %s not written: %s", reason, meta["name"], e)

@@ -84,7 +84,10 @@ def _session(watch: bool = False) -> aiohttp.ClientSession:
     if session is None or session.closed:
         conn = connection()
         ctx = ssl_context(conn) or False
-        headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
+        # The API server's audit log and default field manager name the client by its User-Agent.
+        headers = {"User-Agent": FIELD_MANAGER}
+        if conn.token:
+            headers["Authorization"] = f"Bearer {conn.token}"
         session = aiohttp.ClientSession(
             base_url=conn.server.rstrip("/") + "/",
             headers=headers,
