@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+from collections.abc import AsyncIterator
 
 import aiohttp
 import aiohttp.web
@@ -338,6 +340,20 @@ def test_retries_count_each_retryable_failure_once_and_name_the_permanent_one():
     )
 
 
+@contextlib.asynccontextmanager
+async def local_api(app: aiohttp.web.Application) -> AsyncIterator[None]:
+    """``app`` served on a local port, with our client pointed at it."""
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
+    kube.configure(kube.Connection(server=f"http://127.0.0.1:{runner.addresses[0][1]}"))
+    try:
+        yield
+    finally:
+        await kube.close()
+        await runner.cleanup()
+
+
 async def test_open_watches_leave_connections_for_requests():
     """One watch per child kind and namespace holds a connection for minutes: with ten namespaces
     (70 watches) every request must still find a connection."""
@@ -360,28 +376,22 @@ async def test_open_watches_leave_connections_for_requests():
     app = aiohttp.web.Application()
     app.router.add_get("/api/v1/namespaces/{ns}/configmaps", endless_watch)
     app.router.add_get("/api/v1/namespaces/{ns}/configmaps/c", one)
-    runner = aiohttp.web.AppRunner(app)
-    await runner.setup()
-    await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    kube.configure(kube.Connection(server=f"http://127.0.0.1:{port}"))
 
     async def drain(ns: str) -> None:
         async for _ in kube.watch(kube.path("v1", "configmaps", ns), "1", None, 300):
             pass
 
-    watches = [asyncio.create_task(drain(f"ns{i}")) for i in range(70)]
-    try:
-        await asyncio.wait_for(opened.wait(), 10)
-        got = await asyncio.wait_for(kube.get(kube.path("v1", "configmaps", "ns0", "c")), 5)
-        assert got["metadata"]["name"] == "c"
-    finally:
-        stop.set()
-        for task in watches:
-            task.cancel()
-        await asyncio.gather(*watches, return_exceptions=True)
-        await kube.close()
-        await runner.cleanup()
+    async with local_api(app):
+        watches = [asyncio.create_task(drain(f"ns{i}")) for i in range(70)]
+        try:
+            await asyncio.wait_for(opened.wait(), 10)
+            got = await asyncio.wait_for(kube.get(kube.path("v1", "configmaps", "ns0", "c")), 5)
+            assert got["metadata"]["name"] == "c"
+        finally:
+            stop.set()
+            for task in watches:
+                task.cancel()
+            await asyncio.gather(*watches, return_exceptions=True)
 
 
 async def test_every_write_names_the_operator_as_its_client_and_field_manager():
@@ -395,21 +405,14 @@ async def test_every_write_names_the_operator_as_its_client_and_field_manager():
 
     app = aiohttp.web.Application()
     app.router.add_route("*", "/{path:.*}", record)
-    runner = aiohttp.web.AppRunner(app)
-    await runner.setup()
-    await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
-    kube.configure(kube.Connection(server=f"http://127.0.0.1:{runner.addresses[0][1]}"))
     parent = {
         "apiVersion": "llmops.dev/v1alpha1",
         "kind": "TrainingJob",
         "metadata": {"name": "j", "namespace": "n"},
     }
-    try:
+    async with local_api(app):
         await kube.patch(kube.path("llmops.dev/v1alpha1", "trainingjobs", "n", "j", "status"), {"status": {}})
         await events._write(parent, "Created", "created it", False)
-    finally:
-        await kube.close()
-        await runner.cleanup()
     assert seen == [
         ("PATCH", "llmops-operator", "llmops-operator"),
         ("POST", "llmops-operator", "llmops-operator"),
